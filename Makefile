@@ -1,0 +1,68 @@
+# The book and its companion package. `make test` and `make book` are all a reader needs;
+# both create .venv (stdlib venv) and install the pinned CPU stack on first use.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+EXTRAS ?= tf-cpu,book,test
+NOTEBOOKS := $(wildcard book/*.ipynb)
+JOBS ?= 2
+
+# TensorFlow's start-up lines would otherwise land in stored notebook outputs.
+export TF_CPP_MIN_LOG_LEVEL := 2
+export TF_ENABLE_ONEDNN_OPTS := 0
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+export MPLBACKEND := Agg
+
+.PHONY: help install test unit nbval doctest book execute lint format clean distclean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install the package with its pinned extras
+
+PYTEST := $(BIN)/python -m pytest -n $(JOBS) --dist loadfile
+NBVAL := --nbval --nbval-current-env --nbval-sanitize-with book/sanitize.cfg
+# Keras code must run on both backends; the backend is fixed per process, so the Keras
+# tests run a second time under KERAS_BACKEND=torch.
+KERAS_TORCH_RUN = $(if $(wildcard tests/keras),KERAS_BACKEND=torch $(PYTEST) tests/keras companion/keras --doctest-modules)
+
+test: $(STAMP)  ## unit tests, docstring examples and every notebook under nbval
+	KERAS_BACKEND=tensorflow $(PYTEST) tests companion --doctest-modules $(NBVAL) $(NOTEBOOKS)
+	$(KERAS_TORCH_RUN)
+
+unit: $(STAMP)  ## unit tests and doctests only (both Keras backends)
+	KERAS_BACKEND=tensorflow $(PYTEST) tests companion --doctest-modules
+	$(KERAS_TORCH_RUN)
+
+nbval: $(STAMP)  ## notebooks only, outputs compared with the stored ones
+	$(PYTEST) $(NBVAL) $(NOTEBOOKS)
+
+book: $(STAMP)  ## execute every notebook and build the HTML book into _build/html
+	$(BIN)/jupyter-book build --all --warningiserror --nitpick --keep-going .
+	@echo "Open file://$(CURDIR)/_build/html/index.html"
+
+execute: $(STAMP)  ## re-run every notebook in place, refreshing its stored outputs
+	$(BIN)/python tools/execute_notebooks.py $(NOTEBOOKS)
+
+lint: $(STAMP)  ## ruff over the package, the tests and the notebooks
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)  ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:  ## remove the built book and caches
+	rm -rf _build .pytest_cache .ruff_cache
+	find . -name __pycache__ -not -path './$(VENV)/*' -exec rm -rf {} +
+
+distclean: clean  ## also remove .venv
+	rm -rf $(VENV)
