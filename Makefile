@@ -13,7 +13,6 @@ JOBS ?= 2
 export TF_CPP_MIN_LOG_LEVEL := 2
 export TF_ENABLE_ONEDNN_OPTS := 0
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
-export MPLBACKEND := Agg
 
 .PHONY: help install test unit nbval doctest book execute lint format clean distclean
 
