@@ -76,6 +76,17 @@ def _check_non_negative(**values: float) -> None:
             raise ValueError(f"Invalid {label}: {value}")
 
 
+def _lerp(start: np.ndarray, end: np.ndarray, weight: float) -> np.ndarray:
+    """``start + weight * (end - start)``, rounded as ``torch.lerp`` rounds it.
+
+    torch switches formula at ``weight = 0.5`` so that ``weight = 1`` returns ``end``
+    exactly; mirroring it keeps Adam with ``beta1 <= 0.5`` bit-compatible.
+    """
+    if abs(weight) < 0.5:
+        return start + weight * (end - start)
+    return end - (end - start) * (1 - weight)
+
+
 class SGD(_Optimizer):
     """Stochastic gradient descent with optional momentum, as ``torch.optim.SGD``.
 
@@ -215,7 +226,7 @@ class Adam(_Optimizer):
                 param = param * (1 - self.lr * self.weight_decay)
             else:
                 grad = grad + self.weight_decay * param
-        exp_avg = state["exp_avg"] + (1 - beta1) * (grad - state["exp_avg"])
+        exp_avg = _lerp(state["exp_avg"], grad, 1 - beta1)
         exp_avg_sq = state["exp_avg_sq"] * beta2 + (1 - beta2) * grad * grad
         state["exp_avg"], state["exp_avg_sq"] = exp_avg, exp_avg_sq
         step_size = self.lr / (1 - beta1**step)

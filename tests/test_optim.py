@@ -5,6 +5,8 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from companion import optim
 
@@ -12,13 +14,22 @@ N_STEPS = 100
 SHAPES = [(3, 4), (5,), ()]
 
 
-def gradient(params, step, maximize):
-    """A non-linear gradient field with step-dependent noise: trajectories feed back."""
+def gradient(params, step, maximize, feedback=True):
+    """A non-linear gradient field with step-dependent noise.
+
+    With ``feedback`` the gradient depends on the parameters, as in training. Without it,
+    the gradients are a fixed sequence, so that rounding differences cannot be amplified
+    by the dynamics (some option values, such as beta2 = 0 in Adam, make the fed-back
+    trajectory chaotic, where any two correct implementations part after a few steps).
+    """
     rng = np.random.default_rng(1000 + step)
     grads = []
     for index, param in enumerate(params):
         noise = rng.normal(scale=0.1, size=param.shape)
-        grads.append(np.asarray((1.0 + index) * param + np.sin(3.0 * param) + noise))
+        if feedback:
+            grads.append(np.asarray((1.0 + index) * param + np.sin(3.0 * param) + noise))
+        else:
+            grads.append(np.asarray(np.cos(0.3 * step + index) + noise))
     # Ascent on this field would diverge; flip it so maximize stays bounded.
     return [np.negative(g) for g in grads] if maximize else grads
 
@@ -28,22 +39,24 @@ def initial_params():
     return [rng.normal(size=shape) for shape in SHAPES]
 
 
-def run_numpy(optimizer, schedule=None):
+def run_numpy(optimizer, schedule=None, feedback=True):
     params = initial_params()
     for step in range(N_STEPS):
         if schedule is not None:
             optimizer.lr = schedule(step)
-        params = optimizer.step(params, gradient(params, step, optimizer.maximize))
+        params = optimizer.step(params, gradient(params, step, optimizer.maximize, feedback))
     return params
 
 
-def run_torch(cls, kwargs, schedule=None):
+def run_torch(cls, kwargs, schedule=None, feedback=True):
     params = [torch.tensor(p, dtype=torch.float64, requires_grad=True) for p in initial_params()]
     optimizer = cls(params, **kwargs)
     for step in range(N_STEPS):
         if schedule is not None:
             optimizer.param_groups[0]["lr"] = schedule(step)
-        grads = gradient([p.detach().numpy() for p in params], step, kwargs.get("maximize", False))
+        grads = gradient(
+            [p.detach().numpy() for p in params], step, kwargs.get("maximize", False), feedback
+        )
         for param, grad in zip(params, grads, strict=True):
             param.grad = torch.as_tensor(grad)
         optimizer.step()
@@ -156,3 +169,47 @@ def test_mismatched_lists_raise():
         ValueError, match=r"stepped with parameter shapes \[\(2,\)\], now \[\(4,\)\]"
     ):
         optimizer.step([np.ones(4)], [np.ones(4)])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    lr=st.floats(0.0, 0.2),
+    momentum=st.floats(0.0, 0.99),
+    dampening=st.floats(0.0, 1.0),
+    nesterov=st.booleans(),
+    weight_decay=st.floats(0.0, 0.1),
+    maximize=st.booleans(),
+)
+def test_sgd_matches_torch_for_any_valid_options(
+    lr, momentum, dampening, nesterov, weight_decay, maximize
+):
+    kwargs = dict(lr=lr, momentum=momentum, dampening=dampening, nesterov=nesterov)
+    kwargs.update(weight_decay=weight_decay, maximize=maximize)
+    if nesterov and (momentum <= 0 or dampening != 0):
+        with pytest.raises(ValueError, match="Nesterov momentum requires"):
+            optim.SGD(**kwargs)
+        return
+    assert_same_trajectory(
+        run_numpy(optim.SGD(**kwargs), feedback=False),
+        run_torch(torch.optim.SGD, kwargs, feedback=False),
+    )
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    lr=st.floats(1e-4, 0.1),
+    beta1=st.floats(0.0, 0.999),
+    beta2=st.floats(0.0, 0.9999),
+    eps=st.floats(1e-10, 1e-2),
+    weight_decay=st.floats(0.0, 0.2),
+    amsgrad=st.booleans(),
+    decoupled=st.booleans(),
+)
+def test_adam_matches_torch_for_any_valid_options(
+    lr, beta1, beta2, eps, weight_decay, amsgrad, decoupled
+):
+    kwargs = dict(lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
+    ours, theirs = (optim.AdamW, torch.optim.AdamW) if decoupled else (optim.Adam, torch.optim.Adam)
+    assert_same_trajectory(
+        run_numpy(ours(**kwargs), feedback=False), run_torch(theirs, kwargs, feedback=False)
+    )
