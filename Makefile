@@ -14,7 +14,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export TF_ENABLE_ONEDNN_OPTS := 0
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help install test unit nbval doctest book execute lint format clean distclean
+.PHONY: help install test unit nbval book bench execute lint format clean distclean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -47,6 +47,10 @@ nbval: $(STAMP)  ## notebooks only, outputs compared with the stored ones
 book: $(STAMP)  ## execute every notebook and build the HTML book into _build/html
 	$(BIN)/jupyter-book build --all --warningiserror --nitpick --keep-going .
 	@echo "Open file://$(CURDIR)/_build/html/index.html"
+
+bench: $(STAMP)  ## run the benchmarks in benchmarks/ (installs the bench extra: MONAI)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[bench]"
+	@for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 execute: $(STAMP)  ## re-run every notebook in place, refreshing its stored outputs
 	$(BIN)/python tools/execute_notebooks.py $(NOTEBOOKS)

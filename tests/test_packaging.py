@@ -48,7 +48,7 @@ def test_constraints_pin_every_dependency_exactly():
     assert "tensorflow-cpu" in pins
     project = PYPROJECT["project"]
     needed = list(project["dependencies"])
-    for extra in ("tf-cpu", "book", "test"):
+    for extra in ("tf-cpu", "book", "test", "bench"):
         needed += project["optional-dependencies"][extra]
     missing = sorted({requirement_name(r) for r in needed} - set(pins))
     assert not missing, f"constraints.txt does not pin {missing}"
