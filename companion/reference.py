@@ -267,15 +267,17 @@ def binary_cross_entropy_with_logits(
 def dice_loss(
     input, target, *, from_logits: bool = True, smooth: float = 1.0, batch: bool = False
 ) -> np.ndarray:
-    """The soft Dice loss per sample (Milletari et al., 2016; smoothed as in Sudre et al., 2017).
+    """The soft Dice loss per sample (Milletari et al., 2016), smoothed.
 
     Formula, with ``p = sigmoid(input)`` (or ``p = input``) and sums over every non-batch
     axis of one sample::
 
         loss = 1 - (2 * sum(p * t) + smooth) / (sum(p) + sum(t) + smooth)
 
-    With ``batch=True`` the sums run over the whole batch and one value is returned. An
-    empty target with an empty prediction gives 0.
+    (Milletari et al. square ``p`` and ``t`` in the denominator; this does not, as
+    ``keras.losses.Dice`` and MONAI's ``DiceLoss`` by default.) With ``batch=True`` the sums
+    run over the whole batch and one value is returned. An empty target with an empty
+    prediction gives 0.
 
     Args:
         input: logits (or probabilities), shape ``(N, ...)``.

@@ -205,3 +205,12 @@ class PseudoHuber(keras.losses.Loss):
 
     def get_config(self):
         return {**super().get_config(), "delta": self.delta, "dtype": self.dtype}
+
+
+# The segmentation losses live in their own module; they are re-exported here so that every
+# Keras loss of the package can be imported from companion.keras.losses. The import comes
+# last because companion.keras.segmentation imports a shape check from this module.
+from companion.keras import segmentation as _segmentation  # noqa: E402
+from companion.keras.segmentation import *  # noqa: E402, F403
+
+__all__ += _segmentation.__all__

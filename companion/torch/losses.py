@@ -232,3 +232,12 @@ class PseudoHuberLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"delta={self.delta}, reduction={self.reduction!r}"
+
+
+# The segmentation losses live in their own module; they are re-exported here so that every
+# PyTorch loss of the package can be imported from companion.torch.losses. The import comes
+# last because companion.torch.segmentation imports a shape check from this module.
+from companion.torch import segmentation as _segmentation  # noqa: E402
+from companion.torch.segmentation import *  # noqa: E402, F403
+
+__all__ += _segmentation.__all__

@@ -1,0 +1,579 @@
+"""Time companion.torch's segmentation losses, forward + backward, against the alternatives.
+
+Every contender computes one loss from the same logits and targets and back-propagates it;
+each repetition runs all contenders of a group in alternating order, and the medians are
+compared with:
+
+- the closest built-in (``F.binary_cross_entropy_with_logits``, ``F.cross_entropy``) or the
+  plain PyTorch expression that autograd differentiates;
+- MONAI's ``DiceLoss``, ``FocalLoss`` and ``TverskyLoss`` (the ``bench`` extra; skipped with a
+  message if MONAI is not installed);
+- for ``cost_sensitive_cross_entropy``, the double Python loop over (true, predicted) class
+  pairs of the widely copied Keras answer, rewritten in PyTorch;
+- a streaming floor measured in the same run: ``torch.add(a, b, out=c)`` on tensors of the
+  input's size, the time to read two inputs and write one tensor once.
+
+Peak memory is the most memory the allocator held during one forward + backward beyond what
+it held before: on CPU replayed from the profiler's record of every allocation and release
+(``tracemalloc`` cannot see PyTorch's allocations), on CUDA ``max_memory_allocated``. It
+counts the gradient of the input (one input-sized tensor), the tensors autograd keeps for
+the backward and the transient ones; "x input" divides it by the size of the logits.
+
+    python benchmarks/segmentation_losses.py                 # about 1-2 minutes on 2 cores
+    python benchmarks/segmentation_losses.py --repeats 20 --no-compile
+    python benchmarks/segmentation_losses.py --quick         # small shapes, a smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import gc
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch.profiler import ProfilerActivity, profile
+
+from companion.torch import (
+    cost_sensitive_cross_entropy,
+    dice_bce_loss,
+    dice_loss,
+    focal_loss,
+    tversky_loss,
+    weighted_bce_loss,
+    weighted_cross_entropy,
+)
+
+
+@dataclasses.dataclass
+class Config:
+    repeats: int = 7  # timed repetitions per contender; the median is reported
+    warmup: int = 2  # untimed repetitions first (allocator, thread pool, CUDA kernels)
+    device: str = "auto"  # "auto" (CUDA if available, else CPU), "cpu" or "cuda"
+    binary_shape: str = "16,1,512,512"  # logits of the binary losses, N,C,H,W
+    class_shape: str = "4,10,256,256"  # logits of the multi-class losses, N,C,H,W
+    positive_fraction: float = 0.05  # share of positive pixels in the binary targets
+    compile: bool = True  # also time dice_loss(compile=True), compilation included once
+    monai: bool = True  # also time MONAI's losses, if MONAI is installed
+    memory: bool = True  # also measure peak memory (Linux or CUDA)
+    quick: bool = False  # small shapes and few repeats: a smoke test, not a measurement
+    threads: int = 0  # torch.set_num_threads on CPU; 0 keeps PyTorch's default
+    seed: int = 0  # seed of the random logits, targets and weights
+
+
+def parse_args(argv=None) -> Config:
+    defaults = Config()
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--repeats", type=int, default=defaults.repeats, help="timed repetitions")
+    parser.add_argument("--warmup", type=int, default=defaults.warmup, help="untimed repetitions")
+    parser.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default=defaults.device,
+        help="auto: CUDA if available, else CPU",
+    )
+    parser.add_argument("--binary-shape", default=defaults.binary_shape, help="N,C,H,W")
+    parser.add_argument("--class-shape", default=defaults.class_shape, help="N,C,H,W")
+    parser.add_argument(
+        "--positive-fraction",
+        type=float,
+        default=defaults.positive_fraction,
+        help="share of positive pixels in the binary targets",
+    )
+    parser.add_argument(
+        "--no-compile",
+        dest="compile",
+        action="store_false",
+        help="skip dice_loss(compile=True) (its first call compiles: 5-30 s on 2 cores)",
+    )
+    parser.add_argument("--no-monai", dest="monai", action="store_false", help="skip MONAI")
+    parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip peak memory")
+    parser.add_argument(
+        "--quick", action="store_true", help="small shapes, 2 repeats: checks that it runs"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=defaults.threads, help="CPU threads; 0: PyTorch's default"
+    )
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed")
+    config = Config(**vars(parser.parse_args(argv)))
+    if config.quick:
+        config = dataclasses.replace(
+            config, repeats=2, warmup=1, binary_shape="2,1,64,64", class_shape="2,10,32,32"
+        )
+    if config.repeats < 1 or config.warmup < 0 or config.threads < 0:
+        parser.error("--repeats must be >= 1, --warmup and --threads >= 0")
+    if not 0.0 < config.positive_fraction < 1.0:
+        parser.error("--positive-fraction must be in (0, 1)")
+    if config.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda, but torch.cuda.is_available() is False")
+    return config
+
+
+# ----------------------------------------------------------------------------- measurement
+
+
+@contextlib.contextmanager
+def silenced_stderr():
+    """The profiler's C++ side logs two lines per session to file descriptor 2: drop them."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+class PeakMemory:
+    """Peak memory of one call: the allocator's view, on CPU from the profiler's timeline.
+
+    On CPU, ``torch.profiler`` (``profile_memory=True``) records every tensor allocation and
+    release; replaying them gives the peak of the memory allocated during the call, over what
+    was allocated before it. On CUDA it is ``torch.cuda.max_memory_allocated``. The replay is
+    a private PyTorch API (``_memory_profile``, behind ``export_memory_timeline``); where it
+    is missing, memory is not reported.
+    """
+
+    def __init__(self, device: torch.device, wanted: bool) -> None:
+        self.device = device
+        self.reason = None if wanted else "not measured (--no-memory)"
+        if wanted and device.type != "cuda" and not hasattr(profile, "_memory_profile"):
+            self.reason = "not measured (this PyTorch's profiler has no _memory_profile)"
+        self.available = self.reason is None
+
+    def measure(self, call: Callable[[], None]) -> float | None:
+        """Bytes by which the peak during ``call`` exceeds the memory allocated before it."""
+        if not self.available:
+            return None
+        call()  # once unmeasured: lazily created state (compiled kernels, caches)
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            before = torch.cuda.memory_allocated()
+            torch.cuda.reset_peak_memory_stats()
+            call()
+            torch.cuda.synchronize()
+            return float(torch.cuda.max_memory_allocated() - before)
+        with (
+            silenced_stderr(),
+            profile(
+                activities=[ProfilerActivity.CPU],
+                profile_memory=True,
+                record_shapes=True,
+                with_stack=True,
+            ) as profiler,
+        ):
+            call()
+        allocated = peak = 0
+        for _, action, _, size in profiler._memory_profile().timeline:
+            if action.name == "CREATE":
+                allocated += size
+            elif action.name == "DESTROY":
+                allocated -= size
+            peak = max(peak, allocated)
+        return float(peak)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def forward_backward(loss_fn: Callable, input: torch.Tensor) -> Callable[[], None]:
+    def call() -> None:
+        loss_fn().backward()
+        input.grad = None  # freed here, so that memory measured before a call excludes it
+
+    return call
+
+
+def median_times(contenders: dict[str, Callable], config: Config, device) -> dict[str, list]:
+    times = {name: [] for name in contenders}
+    names = list(contenders)
+    for repetition in range(config.warmup + config.repeats):
+        # Alternate the order so that no contender always runs on a warm cache.
+        for name in names if repetition % 2 == 0 else names[::-1]:
+            synchronize(device)
+            start = time.perf_counter()
+            contenders[name]()
+            synchronize(device)
+            if repetition >= config.warmup:
+                times[name].append(time.perf_counter() - start)
+    return times
+
+
+def report(title, contenders, times, baseline, peaks, input_bytes, notes=()) -> dict:
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    floor = medians["streaming floor"]
+    print(f"\n{title}")
+    print(
+        f"  {'':44s} {'median ms':>9s} {'min ms':>8s} {'x floor':>8s} {'x ' + baseline[:12]:>14s}"
+        f" {'peak MiB':>9s} {'x input':>8s}"
+    )
+    for name in contenders:
+        peak = peaks.get(name)
+        peak_text = "" if peak is None else f"{peak / 2**20:9.1f} {peak / input_bytes:8.2f}"
+        print(
+            f"  {name:44s} {1e3 * medians[name]:9.2f} {1e3 * min(times[name]):8.2f}"
+            f" {medians[name] / floor:8.2f} {medians[name] / medians[baseline]:14.2f} {peak_text}"
+        )
+    for note in notes:
+        print(f"  {note}")
+    return {"median": medians, "min": {name: min(values) for name, values in times.items()}}
+
+
+# ----------------------------------------------------------------------- plain expressions
+
+
+def plain_dice(input, target, smooth=1.0):
+    # The textbook expression, differentiated by autograd.
+    prob = torch.sigmoid(input).flatten(1)
+    target = target.flatten(1)
+    numerator = 2 * (prob * target).sum(1) + smooth
+    return (1 - numerator / (prob.sum(1) + target.sum(1) + smooth)).mean()
+
+
+def plain_dice_bce(input, target, smooth=1.0):
+    return plain_dice(input, target, smooth) + F.binary_cross_entropy_with_logits(input, target)
+
+
+def plain_focal(input, target, gamma=2.0, alpha=0.25):
+    # torchvision's sigmoid_focal_loss, the usual composition.
+    prob = torch.sigmoid(input)
+    bce = F.binary_cross_entropy_with_logits(input, target, reduction="none")
+    p_t = prob * target + (1 - prob) * (1 - target)
+    loss = bce * (1 - p_t) ** gamma
+    return (loss * (alpha * target + (1 - alpha) * (1 - target))).mean()
+
+
+def plain_tversky(input, target, alpha=0.3, beta=0.7, smooth=1.0):
+    prob = torch.sigmoid(input).flatten(1)
+    target = target.flatten(1)
+    true_positives = (prob * target).sum(1)
+    false_positives = (prob * (1 - target)).sum(1)
+    false_negatives = ((1 - prob) * target).sum(1)
+    denominator = true_positives + alpha * false_positives + beta * false_negatives + smooth
+    return (1 - (true_positives + smooth) / denominator).mean()
+
+
+def plain_weighted_cross_entropy(input, target, class_weights, weight_map):
+    weights = class_weights[target] * weight_map
+    return (F.cross_entropy(input, target, reduction="none") * weights).sum() / weights.sum()
+
+
+def keras_answer_loop(input, one_hot, cost_matrix):
+    """The Keras answer's loss in PyTorch: a C x C Python loop of whole-batch operations."""
+    n_classes = cost_matrix.shape[0]
+    is_max = (input == input.amax(1, keepdim=True)).to(input.dtype)
+    final_mask = torch.zeros_like(input[:, 0])
+    for true_class in range(n_classes):
+        for predicted_class in range(n_classes):
+            final_mask += (
+                cost_matrix[true_class, predicted_class]
+                * is_max[:, predicted_class]
+                * one_hot[:, true_class]
+            )
+    log_prob = F.log_softmax(input, 1)
+    return (-(one_hot * log_prob).sum(1) * final_mask.detach()).mean()
+
+
+def load_monai():
+    try:
+        import monai.losses
+    except ImportError as error:
+        return None, f"MONAI rows skipped: {error} (pip install -e '.[bench]' or make bench)"
+    return monai.losses, None
+
+
+# ----------------------------------------------------------------------------------- groups
+
+
+def collect_groups(groups, make_call, floor_call, input_bytes, pending) -> None:
+    """Each group's contenders, forward + backward, next to the streaming floor."""
+    for title, losses, baseline, notes in groups:
+        contenders = {"streaming floor": floor_call}
+        contenders.update({name: make_call(loss_fn) for name, loss_fn in losses.items()})
+        title = f"{title}, {input_bytes / 2**20:.0f} MiB of logits"
+        pending.append((title, contenders, baseline, input_bytes, notes))
+
+
+def streaming_floor(shape, generator, device):
+    first = torch.randn(shape, generator=generator).to(device)
+    second, out = torch.randn(shape, generator=generator).to(device), torch.empty_like(first)
+    return lambda: torch.add(first, second, out=out)
+
+
+def binary_groups(config, device, generator, monai_losses, pending) -> None:
+    shape = tuple(int(size) for size in config.binary_shape.split(","))
+    input = (2 * torch.randn(shape, generator=generator) - 3).to(device).requires_grad_()
+    target = (torch.rand(shape, generator=generator) < config.positive_fraction).float()
+    target = target.to(device)
+    weight = (1 + 4 * torch.rand(shape, generator=generator)).to(device)
+    pos_weight = torch.tensor(10.0, device=device)
+    input_bytes = input.numel() * input.element_size()
+    print(
+        f"\nbinary: logits {shape} float32, {100 * config.positive_fraction:g}% positive "
+        f"pixels, input {input_bytes / 2**20:.0f} MiB"
+    )
+
+    dice_notes = []
+    dice_extra = {}
+    if config.compile:
+        compiled_call = forward_backward(lambda: dice_loss(input, target, compile=True), input)
+        synchronize(device)
+        start = time.perf_counter()
+        compiled_call()  # compiles the forward and the backward for this shape
+        synchronize(device)
+        compile_seconds = time.perf_counter() - start
+        torch.testing.assert_close(
+            dice_loss(input, target, compile=True), dice_loss(input, target), rtol=1e-5, atol=1e-6
+        )
+        dice_extra["companion dice_loss(compile=True)"] = lambda: dice_loss(
+            input, target, compile=True
+        )
+        dice_notes.append(
+            f"compile=True: first call (compiling forward and backward) {compile_seconds:.1f} s;"
+            " a later process reuses the inductor cache on disk and compiles faster"
+        )
+    monai = {"dice": {}, "focal": {}, "tversky": {}}
+    if monai_losses is not None:
+        monai_dice = monai_losses.DiceLoss(sigmoid=True)
+        monai_focal = monai_losses.FocalLoss(gamma=2.0, alpha=0.25, use_softmax=False)
+        monai_tversky = monai_losses.TverskyLoss(sigmoid=True, alpha=0.3, beta=0.7)
+        monai["dice"] = {"MONAI DiceLoss(sigmoid=True)": lambda: monai_dice(input, target)}
+        monai["focal"] = {"MONAI FocalLoss(use_softmax=False)": lambda: monai_focal(input, target)}
+        monai["tversky"] = {"MONAI TverskyLoss(sigmoid=True)": lambda: monai_tversky(input, target)}
+
+    plain = "plain PyTorch expression"
+    groups = [
+        (
+            "weighted_bce_loss (pos_weight and weight map)",
+            {
+                "companion weighted_bce_loss": lambda: weighted_bce_loss(
+                    input, target, pos_weight=pos_weight, weight=weight
+                ),
+                "F.binary_cross_entropy_with_logits": lambda: F.binary_cross_entropy_with_logits(
+                    input, target, weight=weight, pos_weight=pos_weight
+                ),
+            },
+            "F.binary_cross_entropy_with_logits",
+            (),
+        ),
+        (
+            "dice_loss (per sample, mean)",
+            {
+                "companion dice_loss": lambda: dice_loss(input, target),
+                **dice_extra,
+                plain: lambda: plain_dice(input, target),
+                **monai["dice"],
+            },
+            plain,
+            dice_notes,
+        ),
+        (
+            "dice_bce_loss",
+            {
+                "companion dice_bce_loss": lambda: dice_bce_loss(input, target),
+                plain: lambda: plain_dice_bce(input, target),
+            },
+            plain,
+            (),
+        ),
+        (
+            "focal_loss (gamma 2, alpha 0.25)",
+            {
+                "companion focal_loss": lambda: focal_loss(input, target, alpha=0.25),
+                plain + " (torchvision's)": lambda: plain_focal(input, target),
+                **monai["focal"],
+            },
+            plain + " (torchvision's)",
+            (),
+        ),
+        (
+            "tversky_loss (alpha 0.3, beta 0.7)",
+            {
+                "companion tversky_loss": lambda: tversky_loss(input, target, alpha=0.3, beta=0.7),
+                plain: lambda: plain_tversky(input, target),
+                **monai["tversky"],
+            },
+            plain,
+            (),
+        ),
+    ]
+    collect_groups(
+        groups,
+        lambda loss_fn: forward_backward(loss_fn, input),
+        streaming_floor(shape, generator, device),
+        input_bytes,
+        pending,
+    )
+
+
+def class_groups(config, device, generator, pending) -> str:
+    shape = tuple(int(size) for size in config.class_shape.split(","))
+    n_classes = shape[1]
+    logits = torch.randn(shape, generator=generator).to(device).requires_grad_()
+    classes = torch.randint(0, n_classes, shape[:1] + shape[2:], generator=generator).to(device)
+    one_hot = F.one_hot(classes, n_classes).movedim(-1, 1).float()
+    class_weights = torch.linspace(0.5, 5.0, n_classes, device=device)
+    weight_map = (1 + 9 * torch.rand(classes.shape, generator=generator)).to(device)
+    cost_matrix = (1 + torch.rand(n_classes, n_classes, generator=generator)).to(device)
+    cost_matrix.fill_diagonal_(0.0)
+    input_bytes = logits.numel() * logits.element_size()
+    torch.testing.assert_close(
+        cost_sensitive_cross_entropy(logits, classes, cost_matrix),
+        keras_answer_loop(logits, one_hot, cost_matrix),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    print(f"\nmulti-class: logits {shape} float32, input {input_bytes / 2**20:.0f} MiB")
+    loop = f"Keras answer's {n_classes}x{n_classes} loop (PyTorch)"
+    groups = [
+        (
+            "weighted_cross_entropy (class weights and weight map)",
+            {
+                "companion weighted_cross_entropy": lambda: weighted_cross_entropy(
+                    logits, classes, class_weights=class_weights, weight_map=weight_map
+                ),
+                "plain PyTorch expression": lambda: plain_weighted_cross_entropy(
+                    logits, classes, class_weights, weight_map
+                ),
+                "F.cross_entropy(weight=), no map": lambda: F.cross_entropy(
+                    logits, classes, weight=class_weights
+                ),
+            },
+            "plain PyTorch expression",
+            (),
+        ),
+        (
+            f"cost_sensitive_cross_entropy (C = {n_classes})",
+            {
+                "companion cost_sensitive_cross_entropy": lambda: cost_sensitive_cross_entropy(
+                    logits, classes, cost_matrix
+                ),
+                loop: lambda: keras_answer_loop(logits, one_hot, cost_matrix),
+                "F.cross_entropy, no costs": lambda: F.cross_entropy(logits, classes),
+            },
+            loop,
+            ["the loop is given one-hot targets built outside the timing"],
+        ),
+    ]
+    collect_groups(
+        groups,
+        lambda loss_fn: forward_backward(loss_fn, logits),
+        streaming_floor(shape, generator, device),
+        input_bytes,
+        pending,
+    )
+    return loop
+
+
+def check_targets(results, loop: str, config: Config) -> None:
+    """The targets set for these losses, met or missed, from this run's medians and minima."""
+    dice_title = next(key for key in results if key.startswith("dice_loss"))
+    cost_title = next(key for key in results if key.startswith("cost_sensitive"))
+    print("\ntargets: ratio of medians (ratio of minima) <= target")
+    checks = [
+        (
+            "dice_loss within 6x the streaming floor",
+            dice_title,
+            "companion dice_loss",
+            "streaming floor",
+            6,
+        ),
+        (
+            "dice_loss at least as fast as MONAI DiceLoss",
+            dice_title,
+            "companion dice_loss",
+            "MONAI DiceLoss(sigmoid=True)",
+            1,
+        ),
+        (
+            "dice_loss(compile=True) within 3x the streaming floor",
+            dice_title,
+            "companion dice_loss(compile=True)",
+            "streaming floor",
+            3,
+        ),
+        (
+            "cost_sensitive_cross_entropy at least 4x faster than the loop",
+            cost_title,
+            "companion cost_sensitive_cross_entropy",
+            loop,
+            1 / 4,
+        ),
+    ]
+    for text, title, name, reference, target in checks:
+        medians, minima = results[title]["median"], results[title]["min"]
+        if name not in medians or reference not in medians:
+            print(f"  skipped {text}: not measured in this run")
+            continue
+        by_median, by_min = medians[name] / medians[reference], minima[name] / minima[reference]
+        verdict = "met    " if by_median <= target else "MISSED "
+        print(f"  {verdict}{text}: {by_median:.2f} ({by_min:.2f}) <= {target:g}")
+    if config.quick:
+        print("  (--quick: small shapes, so these say little)")
+
+
+# ------------------------------------------------------------------------------------- main
+
+
+def main(argv=None) -> None:
+    config = parse_args(argv)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    if config.device == "auto":
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(config.device)
+    memory = PeakMemory(device, config.memory)
+    generator = torch.Generator().manual_seed(config.seed)
+
+    threads = f", {torch.get_num_threads()} threads" if device.type == "cpu" else ""
+    print(
+        f"torch {torch.__version__}, Python {sys.version.split()[0]}, device {device}{threads}; "
+        f"forward + backward, median of {config.repeats} repeats after {config.warmup} warm-up"
+    )
+    monai_losses, monai_message = load_monai() if config.monai else (None, "MONAI: --no-monai")
+    if monai_losses is not None:
+        import monai
+
+        print(f"MONAI {monai.__version__}")
+    if monai_message:
+        print(monai_message)
+
+    pending = []
+    binary_groups(config, device, generator, monai_losses, pending)
+    loop = class_groups(config, device, generator, pending)
+    if not memory.available:
+        print(f"peak memory: {memory.reason}")
+    peaks = [
+        {
+            name: memory.measure(call)
+            for name, call in contenders.items()
+            if name != "streaming floor"
+        }
+        for _, contenders, _, _, _ in pending
+    ]
+    results = {}
+    for (title, contenders, baseline, input_bytes, notes), group_peaks in zip(
+        pending, peaks, strict=True
+    ):
+        times = median_times(contenders, config, device)
+        results[title] = report(title, contenders, times, baseline, group_peaks, input_bytes, notes)
+    check_targets(results, loop, config)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1145 @@
+"""Segmentation losses for PyTorch: weighted BCE, Dice, Dice + BCE, focal, Tversky, and
+weighted and cost-sensitive cross-entropy.
+
+They follow ``torch.nn``'s habits: ``(input, target)`` order, logits by default,
+``reduction`` in ``{"mean", "sum", "none"}``, a function (``dice_loss``) and an ``nn.Module``
+(``DiceLoss``). Unlike ``torch.nn.functional``, a shape mismatch is an error, never a broadcast.
+
+Binary losses take ``input`` of shape ``(N, *)`` (e.g. ``(N, 1, H, W)``) and a floating-point
+``target`` of the same shape; per-sample quantities (Dice, Tversky) pool every non-batch axis.
+Multi-class losses take logits ``(N, C, *)`` and class indices ``(N, *)``.
+
+Logits are handled in log-space (``logsigmoid``, ``log_softmax``), so logits of +-1e4 give
+finite losses and gradients. float16 and bfloat16 inputs are accepted; Dice, Tversky and focal
+compute in float32 internally (a sum over a 512x512 mask overflows float16) and return the
+input's dtype.
+
+The float64 twins of these losses are in :mod:`companion.reference`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from companion.torch.losses import _check_reduction
+
+__all__ = [
+    "CostSensitiveCrossEntropyLoss",
+    "DiceBCELoss",
+    "DiceLoss",
+    "FocalLoss",
+    "TverskyLoss",
+    "WeightedBCELoss",
+    "WeightedCrossEntropyLoss",
+    "cost_sensitive_cross_entropy",
+    "dice_bce_loss",
+    "dice_loss",
+    "focal_loss",
+    "tversky_loss",
+    "weighted_bce_loss",
+    "weighted_cross_entropy",
+]
+
+_HALF = (torch.float16, torch.bfloat16)
+
+
+# ----------------------------------------------------------------------------- argument checks
+
+
+def _check_number(name: str, value, *, low: float = 0.0, strict: bool = False) -> float:
+    value = float(value)
+    if not (value > low if strict else value >= low) or not math.isfinite(value):
+        relation = ">" if strict else ">="
+        raise ValueError(f"{name} must be a finite number {relation} {low:g}, got {value}")
+    return value
+
+
+def _check_alpha(alpha) -> float | None:
+    if alpha is None:
+        return None
+    alpha = float(alpha)
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be None or a number in [0, 1], got {alpha}")
+    return alpha
+
+
+def _check_binary(input: Tensor, target: Tensor, *, per_sample: bool = False) -> None:
+    if input.shape != target.shape:
+        raise ValueError(
+            "input and target must have the same shape, got "
+            f"input {tuple(input.shape)} and target {tuple(target.shape)}"
+        )
+    if not input.is_floating_point():
+        raise ValueError(f"input must be a floating-point tensor, got dtype {input.dtype}")
+    if not target.is_floating_point():
+        raise ValueError(
+            "target must be a floating-point tensor of 0/1 (or soft) labels, got dtype "
+            f"{target.dtype}; convert it with target.float()"
+        )
+    if per_sample and input.ndim == 0:
+        raise ValueError("input must have a batch axis, shape (N, *), got a scalar")
+
+
+def _check_weight_map(name: str, weight: Tensor | None, shape: torch.Size, of: str) -> None:
+    if weight is not None and weight.shape != shape:
+        raise ValueError(
+            f"{name} must have the shape of {of}, got "
+            f"{name} {tuple(weight.shape)} and {of} {tuple(shape)}"
+        )
+
+
+def _as_pos_weight(pos_weight, input: Tensor) -> Tensor | None:
+    if pos_weight is None:
+        return None
+    pos_weight = torch.as_tensor(pos_weight, dtype=input.dtype, device=input.device)
+    try:
+        broadcast = torch.broadcast_shapes(pos_weight.shape, input.shape)
+    except RuntimeError:
+        broadcast = None
+    if broadcast != input.shape:
+        raise ValueError(
+            "pos_weight must broadcast to the shape of input without changing it, got "
+            f"pos_weight {tuple(pos_weight.shape)} and input {tuple(input.shape)}"
+        )
+    return pos_weight
+
+
+def _check_class_target(input: Tensor, target: Tensor) -> Tensor:
+    if not input.is_floating_point():
+        raise ValueError(f"input must be a floating-point tensor, got dtype {input.dtype}")
+    if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
+        raise ValueError(
+            f"target must hold class indices (an integer dtype), got dtype {target.dtype}"
+        )
+    if input.ndim < 2 or input.shape[:1] + input.shape[2:] != target.shape:
+        raise ValueError(
+            "target must have the shape of input without its class axis 1, got "
+            f"input {tuple(input.shape)} and target {tuple(target.shape)}"
+        )
+    return target.long()
+
+
+def _as_class_vector(name: str, values, input: Tensor) -> Tensor:
+    values = torch.as_tensor(values, dtype=input.dtype, device=input.device)
+    n_classes = input.shape[1]
+    if values.shape != (n_classes,):
+        raise ValueError(
+            f"{name} must have one entry per class, shape ({n_classes},) for input "
+            f"{tuple(input.shape)}, got {name} {tuple(values.shape)}"
+        )
+    return values
+
+
+def _as_cost_matrix(cost_matrix, input: Tensor) -> Tensor:
+    cost_matrix = torch.as_tensor(cost_matrix, dtype=input.dtype, device=input.device)
+    if cost_matrix.ndim != 2 or cost_matrix.shape[0] != cost_matrix.shape[1]:
+        raise ValueError(
+            "cost_matrix must be a square matrix (C, C), cost_matrix[true, predicted], got "
+            f"shape {tuple(cost_matrix.shape)}"
+        )
+    n_classes = input.shape[1]
+    if cost_matrix.shape[0] != n_classes:
+        raise ValueError(
+            f"cost_matrix must be ({n_classes}, {n_classes}) for the {n_classes} classes of "
+            f"input {tuple(input.shape)}, got cost_matrix {tuple(cost_matrix.shape)}"
+        )
+    return cost_matrix
+
+
+def _reduce(values: Tensor, reduction: str) -> Tensor:
+    if reduction == "mean":
+        return values.mean()
+    if reduction == "sum":
+        return values.sum()
+    return values
+
+
+# ------------------------------------------------------------- Dice and Tversky: shared kernel
+
+
+def _dice_terms(true_positives: Tensor, prob_sum: Tensor, target_sum: Tensor, smooth: float):
+    """The Dice loss of per-sample sums and its partial derivatives with respect to them."""
+    numerator = 2.0 * true_positives + smooth
+    denominator = prob_sum + target_sum + smooth
+    loss = 1.0 - numerator / denominator
+    d_sums = numerator / denominator**2
+    return loss, -2.0 / denominator, d_sums, d_sums
+
+
+def _tversky_terms(
+    true_positives: Tensor,
+    prob_sum: Tensor,
+    target_sum: Tensor,
+    alpha: float,
+    beta: float,
+    smooth: float,
+):
+    """The Tversky loss of per-sample sums and its partial derivatives with respect to them."""
+    # FP = sum(p (1 - t)) = sum(p) - TP and FN = sum((1 - p) t) = sum(t) - TP.
+    numerator = true_positives + smooth
+    denominator = (
+        numerator + alpha * (prob_sum - true_positives) + beta * (target_sum - true_positives)
+    )
+    loss = 1.0 - numerator / denominator
+    squared = denominator**2
+    d_true_positives = -(denominator - numerator * (1.0 - alpha - beta)) / squared
+    return loss, d_true_positives, numerator * alpha / squared, numerator * beta / squared
+
+
+def _refuse_double_backward(names: str) -> None:
+    # Autograd runs a backward with grad mode on only for create_graph=True. A hand-written
+    # backward would then hand back a gradient that autograd treats as a constant: silently
+    # wrong second derivatives. Refuse instead.
+    if torch.is_grad_enabled():
+        raise RuntimeError(
+            f"the hand-written backward of {names} is not twice differentiable "
+            "(create_graph=True); differentiate the plain expression instead"
+        )
+
+
+def _overlap_sums(input: Tensor, target: Tensor, from_logits: bool):
+    """Per-row TP = sum(p t), sum(p) and sum(t) of ``(N, M)`` tensors; compiled, one loop."""
+    prob = torch.sigmoid(input) if from_logits else input
+    return (prob * target).sum(1), prob.sum(1), target.sum(1)
+
+
+def _overlap_grad(
+    input: Tensor,
+    target: Tensor,
+    scale_true_positives: Tensor,
+    scale_prob_sum: Tensor,
+    from_logits: bool,
+) -> Tensor:
+    """``dL/dx`` from ``dL/dp = scale_tp * t + scale_p`` (per-row scales); compiled, one loop."""
+    grad = target * scale_true_positives + scale_prob_sum
+    if from_logits:
+        prob = torch.sigmoid(input)
+        grad = grad * prob * (1.0 - prob)
+    return grad
+
+
+@functools.cache
+def _compiled(function, backend: str):
+    return torch.compile(function, backend=backend, dynamic=False)
+
+
+# The backend of dice_loss(compile=True); the tests swap in "aot_eager", which traces the same
+# graphs without generating and compiling C++ (5 to 30 s on two cores).
+_COMPILE_BACKEND = "inductor"
+
+
+class _OverlapLoss(torch.autograd.Function):
+    """A loss of the per-sample sums TP = sum(p t), sum(p) and sum(t), with a fused backward.
+
+    ``input`` and ``target`` are ``(N, M)``; ``terms`` maps the sums to the per-sample loss and
+    its partial derivatives. Eager (default): the forward keeps one input-sized tensor
+    (``p``) for the backward; the backward writes ``dL/dp = dL/dTP * t + dL/dsum(p)`` into a
+    new tensor (the gradient) and turns it into ``dL/dx`` in place with ``sigmoid_backward``.
+    Compiled: the forward (sums only, nothing kept) and the backward (``p`` recomputed) are
+    each one ``torch.compile``-generated loop over the data.
+    """
+
+    @staticmethod
+    def forward(
+        ctx, input: Tensor, target: Tensor, from_logits: bool, terms, compiled: bool
+    ) -> Tensor:
+        if compiled:
+            sums = _compiled(_overlap_sums, _COMPILE_BACKEND)(input, target, from_logits)
+            saved = input
+        else:
+            prob = torch.sigmoid(input) if from_logits else input
+            # sum(p * t) with a transient product: on CPU several times faster than a batched
+            # dot product (bmm), and summed pairwise, so more accurate than BLAS dot in float32.
+            sums = (prob * target).sum(1), prob.sum(1), target.sum(1)
+            saved = prob
+        loss, d_true_positives, d_prob_sum, d_target_sum = terms(*sums)
+        ctx.save_for_backward(saved, target, d_true_positives, d_prob_sum, d_target_sum)
+        ctx.from_logits, ctx.compiled = from_logits, compiled
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_loss: Tensor):
+        _refuse_double_backward("dice_loss and tversky_loss")
+        saved, target, d_true_positives, d_prob_sum, d_target_sum = ctx.saved_tensors
+        grad_input = grad_target = None
+        scale_true_positives = (grad_loss * d_true_positives).unsqueeze(1)
+        scale_prob_sum = (grad_loss * d_prob_sum).unsqueeze(1)
+        if ctx.needs_input_grad[0] and ctx.compiled:
+            grad_input = _compiled(_overlap_grad, _COMPILE_BACKEND)(
+                saved, target, scale_true_positives, scale_prob_sum, ctx.from_logits
+            )
+        elif ctx.needs_input_grad[0]:
+            # mul then add_, not addcmul: on CPU, addcmul with per-row (N, 1) operands is
+            # about twice as slow as the two operations.
+            grad_input = (target * scale_true_positives).add_(scale_prob_sum)
+            if ctx.from_logits:
+                # dp/dx = p (1 - p), applied in place: no second input-sized tensor.
+                torch.ops.aten.sigmoid_backward.grad_input(grad_input, saved, grad_input=grad_input)
+        if ctx.needs_input_grad[1]:
+            prob = torch.sigmoid(saved) if ctx.compiled and ctx.from_logits else saved
+            grad_target = (prob * scale_true_positives).add_(
+                (grad_loss * d_target_sum).unsqueeze(1)
+            )
+        return grad_input, grad_target, None, None, None
+
+
+def _samples(input: Tensor, target: Tensor, batch: bool) -> tuple[Tensor, Tensor]:
+    """Both tensors as ``(N, M)`` (or ``(1, N M)`` with ``batch``), in float32 for half input."""
+    dtype = torch.float32 if input.dtype in _HALF else input.dtype
+    rows = 1 if batch else input.shape[0]
+    return input.to(dtype).reshape(rows, -1), target.to(dtype).reshape(rows, -1)
+
+
+def _reduce_per_sample(loss: Tensor, input: Tensor, batch: bool, reduction: str) -> Tensor:
+    loss = loss[0] if batch else _reduce(loss, reduction)
+    return loss.to(input.dtype)
+
+
+def dice_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    from_logits: bool = True,
+    smooth: float = 1.0,
+    batch: bool = False,
+    reduction: str = "mean",
+    compile: bool = False,
+) -> Tensor:
+    """The soft Dice loss (Milletari et al., 2016), smoothed, per sample or per batch.
+
+    Formula, with ``p = sigmoid(input)`` (or ``p = input`` when ``from_logits=False``) and
+    sums over every non-batch axis of one sample::
+
+        loss[n] = 1 - (2 * sum(p * t) + smooth) / (sum(p) + sum(t) + smooth)
+
+    then ``"mean"``: the mean over samples; ``"sum"``: their sum; ``"none"``: shape ``(N,)``.
+    With ``batch=True`` the sums run over the whole batch and a single value is returned
+    whatever the reduction (the "batch Dice" of nnU-Net, Isensee et al., 2021), which lets a
+    sample without positives count less. Milletari et al. square ``p`` and ``t`` in the
+    denominator; this, like ``keras.losses.Dice`` and MONAI's default (``squared_pred=False``),
+    does not. Dice-type losses suit highly unbalanced masks (Sudre et al., 2017).
+
+    Edge cases: a perfect prediction gives 0. An empty target gives
+    ``sum(p) / (sum(p) + smooth)``: 0 for an empty prediction, near 1 once the predicted mass
+    is much larger than ``smooth``. ``keras.losses.Dice`` (``1 - 2 sum(p t) / (sum(p) +
+    sum(t) + 1e-7)``, no numerator term) gives 1 for every empty target, even a perfect empty
+    prediction; MONAI's ``DiceLoss`` (``smooth_nr = smooth_dr = 1e-5``) gives 0 only when
+    ``sum(p)`` is far below 1e-5, near 1 otherwise. An all-positive target gives
+    ``1 - (2 sum(p) + smooth) / (sum(p) + M + smooth)`` (``M`` elements): 0 when ``p = 1``.
+    ``smooth`` must be > 0, so no case divides 0 by 0.
+
+    The loss is a ``torch.autograd.Function`` with a hand-written backward (the gradient is
+    ``(dL/dTP * t + dL/dsum(p)) * p (1 - p)`` per element, with per-sample factors). By
+    default it runs eagerly: the forward keeps one input-sized tensor (the probabilities) for
+    the backward, and forward plus backward make about six passes over the data.
+    ``compile=True`` runs the forward (the three sums) and the backward (probabilities
+    recomputed) as one ``torch.compile``-generated loop each, keeping nothing input-sized in
+    between; the first call per input shape compiles (seconds to tens of seconds on CPU; see
+    ``benchmarks/segmentation_losses.py``), and ``torch.compile``'s recompilation limit
+    applies to many distinct shapes. Neither path is twice differentiable: a backward with
+    ``create_graph=True`` raises a ``RuntimeError``.
+
+    Args:
+        input: logits (or probabilities), shape ``(N, *)``, floating point.
+        target: targets in [0, 1], the shape of ``input``, floating point.
+        from_logits: whether ``input`` holds logits (default) or probabilities.
+        smooth: added to numerator and denominator, finite and > 0.
+        batch: pool the whole batch into one score.
+        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``, over samples.
+        compile: run the forward and the backward as ``torch.compile``-generated loops.
+
+    Returns:
+        A scalar, or shape ``(N,)`` for ``"none"`` without ``batch``; in ``input``'s dtype
+        (computed in float32 for float16 and bfloat16 input).
+
+    Raises:
+        ValueError: if the shapes differ (the message names both), ``target`` is not floating
+            point, ``input`` is a scalar, ``smooth`` is not > 0 or ``reduction`` is unknown.
+
+    Example:
+        >>> target = torch.tensor([[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+        >>> probabilities = torch.tensor([[1.0, 0.5, 0.0, 0.5], [0.0, 0.0, 0.0, 0.0]])
+        >>> dice_loss(probabilities, target, from_logits=False, reduction="none")
+        tensor([0.2000, 0.0000])
+        >>> round(dice_loss(probabilities, target, from_logits=False, batch=True).item(), 4)
+        0.2
+    """
+    smooth = _check_number("smooth", smooth, strict=True)
+    _check_reduction(reduction)
+    _check_binary(input, target, per_sample=True)
+    samples, targets = _samples(input, target, batch)
+    terms = functools.partial(_dice_terms, smooth=smooth)
+    loss = _OverlapLoss.apply(samples, targets, bool(from_logits), terms, bool(compile))
+    return _reduce_per_sample(loss, input, batch, reduction)
+
+
+def tversky_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    alpha: float = 0.5,
+    beta: float = 0.5,
+    from_logits: bool = True,
+    smooth: float = 1.0,
+    batch: bool = False,
+    reduction: str = "mean",
+) -> Tensor:
+    """The Tversky loss (Salehi et al., 2017), per sample or per batch.
+
+    Formula, with ``p = sigmoid(input)`` (or ``p = input``) and sums over every non-batch
+    axis of one sample::
+
+        TP = sum(p * t),  FP = sum(p * (1 - t)),  FN = sum((1 - p) * t)
+        loss[n] = 1 - (TP + smooth) / (TP + alpha * FP + beta * FN + smooth)
+
+    ``alpha`` weighs false positives and ``beta`` false negatives, as in the paper (which
+    trains with ``alpha = 0.3, beta = 0.7`` to favour recall of small lesions).
+    ``alpha = beta = 0.5`` is a Dice loss (smoothed differently from :func:`dice_loss`),
+    ``alpha = beta = 1`` a soft Jaccard (IoU) loss. Reductions and ``batch`` as in
+    :func:`dice_loss`; a perfect prediction gives 0, an empty target and empty prediction 0.
+
+    ``keras.losses.Tversky`` (Keras 3.15) names its arguments the other way round in effect:
+    its docstring says alpha weighs false positives, but its code multiplies alpha by
+    ``sum(y_true (1 - y_pred))``, the false negatives; so ``keras.losses.Tversky(alpha=a,
+    beta=b)`` equals ``tversky_loss(alpha=b, beta=a)`` here (with ``smooth`` in place of its
+    ``1e-7`` in the denominator only). MONAI's ``TverskyLoss`` follows the paper (alpha on FP).
+
+    Args:
+        input: logits (or probabilities), shape ``(N, *)``, floating point.
+        target: targets in [0, 1], the shape of ``input``, floating point.
+        alpha: the weight of false positives, finite and >= 0.
+        beta: the weight of false negatives, finite and >= 0.
+        from_logits: whether ``input`` holds logits (default) or probabilities.
+        smooth: added to numerator and denominator, finite and > 0.
+        batch: pool the whole batch into one score.
+        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``, over samples.
+
+    Returns:
+        A scalar, or shape ``(N,)`` for ``"none"`` without ``batch``; in ``input``'s dtype.
+
+    Raises:
+        ValueError: as :func:`dice_loss`, and if ``alpha`` or ``beta`` is negative.
+
+    Example:
+        >>> target = torch.tensor([[1.0, 0.0, 0.0]])
+        >>> probabilities = torch.tensor([[1.0, 1.0, 0.0]])
+        >>> tversky_loss(probabilities, target, alpha=0.7, beta=0.3, from_logits=False)
+        tensor(0.2593)
+    """
+    alpha = _check_number("alpha", alpha)
+    beta = _check_number("beta", beta)
+    smooth = _check_number("smooth", smooth, strict=True)
+    _check_reduction(reduction)
+    _check_binary(input, target, per_sample=True)
+    samples, targets = _samples(input, target, batch)
+    terms = functools.partial(_tversky_terms, alpha=alpha, beta=beta, smooth=smooth)
+    loss = _OverlapLoss.apply(samples, targets, bool(from_logits), terms, False)
+    return _reduce_per_sample(loss, input, batch, reduction)
+
+
+# ------------------------------------------------------------------------ BCE and its relatives
+
+
+def weighted_bce_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    pos_weight=None,
+    weight: Tensor | None = None,
+    reduction: str = "mean",
+) -> Tensor:
+    """Binary cross-entropy with logits, a positive-class weight and a weight map.
+
+    Formula, for each element, with ``p = sigmoid(input)``::
+
+        loss = -weight * (pos_weight * t * log(p) + (1 - t) * log(1 - p))
+
+    then ``"mean"``: ``sum(loss) / loss.numel()`` (the weighted sum over the number of
+    elements, not over the sum of the weights); ``"sum"``; ``"none"``: ``input``'s shape.
+    This is ``F.binary_cross_entropy_with_logits(input, target, weight=weight,
+    pos_weight=pos_weight, reduction=reduction)``, which it calls (computed in log-space,
+    one fused kernel forward and one backward), after checking the shapes.
+
+    ``pos_weight`` is the usual answer to rare positives: ``n_negative / n_positive`` makes
+    both classes weigh the same in total. ``weight`` is an element-wise map, e.g. a U-Net
+    border map from :func:`companion.weightmaps.unet_weight_map`. An empty target gives the
+    mean of ``-log(1 - p)``, an all-positive one the mean of ``-pos_weight log p``: both finite.
+
+    Args:
+        input: logits, any shape, e.g. ``(N, 1, H, W)``, floating point (float16 and bfloat16
+            included).
+        target: targets in [0, 1], the shape of ``input``, floating point.
+        pos_weight: a number or a tensor that broadcasts to ``input``'s shape without changing
+            it (e.g. ``(C, 1, 1)`` for one weight per channel); None for 1.
+        weight: element-wise weights, exactly the shape of ``input``; None for 1.
+        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
+
+    Returns:
+        A scalar for ``"mean"`` and ``"sum"``, else a tensor of ``input``'s shape.
+
+    Raises:
+        ValueError: if ``target`` or ``weight`` differs in shape from ``input`` (the message
+            names both shapes), ``pos_weight`` does not broadcast to it, ``target`` is not
+            floating point or ``reduction`` is unknown.
+
+    Example:
+        >>> input, target = torch.tensor([0.0, 2.0]), torch.tensor([1.0, 0.0])
+        >>> weighted_bce_loss(input, target, pos_weight=3.0, reduction="none")
+        tensor([2.0794, 2.1269])
+    """
+    _check_reduction(reduction)
+    _check_binary(input, target)
+    _check_weight_map("weight", weight, input.shape, "input")
+    pos_weight = _as_pos_weight(pos_weight, input)
+    return F.binary_cross_entropy_with_logits(
+        input, target, weight=weight, pos_weight=pos_weight, reduction=reduction
+    )
+
+
+def dice_bce_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    dice_weight: float = 1.0,
+    bce_weight: float = 1.0,
+    pos_weight=None,
+    smooth: float = 1.0,
+    reduction: str = "mean",
+) -> Tensor:
+    """Dice plus binary cross-entropy, from logits, per sample.
+
+    Formula, for each sample ``n`` (sums and means over its non-batch axes)::
+
+        loss[n] = dice_weight * dice_loss[n] + bce_weight * mean(bce[n])
+
+    with :func:`dice_loss` (``smooth``) and :func:`weighted_bce_loss` (``pos_weight``).
+    ``"none"`` returns the ``(N,)`` values; ``"mean"`` their mean, which is
+    ``dice_weight * mean(dice) + bce_weight * (BCE mean over all elements)``; ``"sum"`` their
+    sum. The BCE term keeps a gradient on every pixel, the Dice term counters the imbalance
+    of tiny targets; edge cases are those of the two terms.
+
+    Args:
+        input: logits, shape ``(N, *)``, floating point.
+        target: targets in [0, 1], the shape of ``input``, floating point.
+        dice_weight: the factor of the Dice term, finite and >= 0.
+        bce_weight: the factor of the BCE term, finite and >= 0.
+        pos_weight: the positive-class weight of the BCE term (see :func:`weighted_bce_loss`).
+        smooth: the Dice smoothing term, finite and > 0.
+        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``, over samples.
+
+    Returns:
+        A scalar, or shape ``(N,)`` for ``"none"``; in ``input``'s dtype.
+
+    Raises:
+        ValueError: as :func:`dice_loss` and :func:`weighted_bce_loss`, and for a negative
+            ``dice_weight`` or ``bce_weight``.
+
+    Example:
+        >>> dice_bce_loss(torch.zeros(1, 2), torch.tensor([[1.0, 0.0]]), reduction="none")
+        tensor([1.0265])
+    """
+    dice_weight = _check_number("dice_weight", dice_weight)
+    bce_weight = _check_number("bce_weight", bce_weight)
+    _check_reduction(reduction)
+    _check_binary(input, target, per_sample=True)
+    pos_weight = _as_pos_weight(pos_weight, input)
+    dice = dice_loss(input, target, smooth=smooth, reduction=reduction)
+    if reduction == "none":
+        bce = F.binary_cross_entropy_with_logits(
+            input, target, pos_weight=pos_weight, reduction="none"
+        )
+        return dice_weight * dice + bce_weight * bce.reshape(input.shape[0], -1).mean(1)
+    # Every sample has the same number of elements: the mean of the per-sample means is the
+    # overall mean, which the fused kernel computes without an input-sized output.
+    bce = F.binary_cross_entropy_with_logits(input, target, pos_weight=pos_weight)
+    if reduction == "sum":
+        bce = bce * input.shape[0]
+    return dice_weight * dice + bce_weight * bce
+
+
+def _alpha_t(target: Tensor, alpha: float) -> Tensor:
+    # alpha t + (1 - alpha) (1 - t): exactly 1 - alpha at t = 0, alpha up to rounding at t = 1.
+    return torch.mul(target, 2.0 * alpha - 1.0).add_(1.0 - alpha)
+
+
+class _FocalLoss(torch.autograd.Function):
+    """The element-wise focal loss with a hand-written backward.
+
+    Autograd of the composed expression keeps about six input-sized tensors from the forward
+    for the backward; this keeps none (the backward recomputes ``bce``, ``p`` and ``1 - p_t``
+    from ``input`` and ``target``) and makes about as many passes over the data.
+    """
+
+    @staticmethod
+    def _parts(input: Tensor, target: Tensor):
+        # bce from the fused log-space kernel; 1 - p_t = p (1 - 2 t) + t with one addcmul.
+        bce = F.binary_cross_entropy_with_logits(input, target, reduction="none")
+        prob = torch.sigmoid(input)
+        sign = torch.mul(target, -2.0).add_(1.0)
+        return bce, prob, sign, torch.addcmul(target, prob, sign)
+
+    @staticmethod
+    def forward(ctx, input: Tensor, target: Tensor, gamma: float, alpha: float | None):
+        if gamma == 0.0:
+            loss = F.binary_cross_entropy_with_logits(input, target, reduction="none")
+        else:
+            bce, _, _, one_minus_p_t = _FocalLoss._parts(input, target)
+            loss = one_minus_p_t.pow_(gamma).mul_(bce)
+        if alpha is not None:
+            loss = loss.mul_(_alpha_t(target, alpha))
+        ctx.save_for_backward(input, target)
+        ctx.gamma, ctx.alpha = gamma, alpha
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_loss: Tensor):
+        _refuse_double_backward("focal_loss")
+        input, target = ctx.saved_tensors
+        gamma, alpha = ctx.gamma, ctx.alpha
+        if gamma == 0.0:
+            grad = torch.sigmoid(input).sub_(target)  # d bce / dx = p - t
+        else:
+            bce, prob, sign, one_minus_p_t = _FocalLoss._parts(input, target)
+            # d(1 - p_t)/dx = (1 - 2 t) p (1 - p), in one kernel.
+            slope = torch.ops.aten.sigmoid_backward(sign, prob)
+            # gamma bce (1 - p_t)**(gamma - 1) d(1 - p_t)/dx, as gamma bce slope / (1 - p_t)
+            # times (1 - p_t)**gamma: finite where 1 - p_t underflows to 0 (slope is 0 there
+            # too, so the clamp changes no value that matters).
+            one_minus_p_t.clamp_min_(torch.finfo(one_minus_p_t.dtype).tiny)
+            ratio = slope.mul_(bce).div_(one_minus_p_t)
+            grad = prob.sub_(target).add_(ratio, alpha=gamma).mul_(one_minus_p_t.pow_(gamma))
+        if alpha is not None:
+            grad.mul_(_alpha_t(target, alpha))
+        return grad.mul_(grad_loss), None, None, None
+
+
+def focal_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    gamma: float = 2.0,
+    alpha: float | None = None,
+    reduction: str = "mean",
+) -> Tensor:
+    """The binary focal loss from logits (Lin et al., 2017), element-wise.
+
+    Formula, for each element, with ``p = sigmoid(input)``::
+
+        p_t = p * t + (1 - p) * (1 - t)
+        alpha_t = alpha * t + (1 - alpha) * (1 - t)        (no alpha term if alpha is None)
+        loss = alpha_t * (1 - p_t)**gamma * bce(input, t)
+
+    then ``"mean"``, ``"sum"`` or ``"none"`` (``input``'s shape) over elements. For targets in
+    {0, 1}, ``bce = -log p_t`` and this is the paper's ``-alpha_t (1 - p_t)**gamma log p_t``;
+    for soft targets it is the usual generalization, ``bce = -(t log p + (1 - t) log(1 - p))``
+    (torchvision's ``sigmoid_focal_loss`` and ``keras.losses.BinaryFocalCrossentropy``).
+    ``gamma = 0`` with ``alpha = None`` is the binary cross-entropy. Note that ``alpha`` is the
+    weight of positives: the paper's ``alpha = 0.25`` down-weights them, because the focal term
+    already down-weights the many easy negatives.
+
+    ``bce`` comes from ``F.binary_cross_entropy_with_logits`` (log-space), so logits of +-1e4
+    give finite values and gradients, also for ``gamma < 1``. ``1 - p_t`` is computed as
+    ``p (1 - 2 t) + t``, which loses relative accuracy only where ``1 - p_t`` is far below
+    the float resolution, where the loss is negligible anyway. The backward is hand-written
+    (no input-sized tensor is kept between forward and backward); it is not twice
+    differentiable (a backward with ``create_graph=True`` raises a ``RuntimeError``). Empty and
+    all-positive targets are ordinary inputs here (a per-element loss).
+
+    Args:
+        input: logits, any shape, floating point.
+        target: targets in [0, 1], the shape of ``input``, floating point.
+        gamma: the focusing exponent, finite and >= 0.
+        alpha: the weight of positives in [0, 1], or None.
+        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
+
+    Returns:
+        A scalar for ``"mean"`` and ``"sum"``, else a tensor of ``input``'s shape; in
+        ``input``'s dtype (computed in float32 for float16 and bfloat16).
+
+    Raises:
+        ValueError: if the shapes differ (the message names both), ``target`` is not floating
+            point, ``gamma`` is negative, ``alpha`` is outside [0, 1] or ``reduction`` is
+            unknown.
+
+    Example:
+        >>> input, target = torch.zeros(2), torch.tensor([1.0, 0.0])
+        >>> focal_loss(input, target, gamma=2.0, alpha=0.25, reduction="none")
+        tensor([0.0433, 0.1300])
+    """
+    gamma = _check_number("gamma", gamma)
+    alpha = _check_alpha(alpha)
+    _check_reduction(reduction)
+    _check_binary(input, target)
+    dtype = torch.float32 if input.dtype in _HALF else input.dtype
+    loss = _FocalLoss.apply(input.to(dtype), target.to(dtype), gamma, alpha)
+    return _reduce(loss, reduction).to(input.dtype)
+
+
+# ----------------------------------------------------------------------------- cross-entropies
+
+
+def weighted_cross_entropy(
+    input: Tensor,
+    target: Tensor,
+    *,
+    class_weights=None,
+    weight_map: Tensor | None = None,
+    reduction: str = "mean",
+) -> Tensor:
+    """Cross-entropy from logits, weighted per class and per pixel (a U-Net weight map).
+
+    Formula, for each pixel ``i`` with class index ``y_i``::
+
+        w_i = class_weights[y_i] * weight_map[i]
+        loss_i = -w_i * log_softmax(input)[y_i]
+
+    then ``"mean"``: ``sum(loss_i) / sum(w_i)``, the weighted mean, so that with class weights
+    only it equals ``F.cross_entropy(input, target, weight=class_weights)``; ``"sum"``:
+    ``sum(loss_i)``; ``"none"``: the ``loss_i``, shape ``(N, *)``. If every weight is 0,
+    ``"mean"`` is 0 / 0 = NaN, as in ``F.cross_entropy``. Computed with ``log_softmax`` (one
+    fused ``F.cross_entropy`` call), so logits of +-1e4 are fine. For the weight map of
+    Ronneberger et al. (2015), see :func:`companion.weightmaps.unet_weight_map`; for
+    balancing class weights, :func:`companion.weightmaps.balanced_class_weights`.
+
+    Args:
+        input: logits, shape ``(N, C, *)``, floating point (float16 and bfloat16 included).
+        target: class indices in ``[0, C)``, shape ``(N, *)``, an integer dtype.
+        class_weights: one weight per class, shape ``(C,)`` (a tensor or a sequence); None
+            for 1.
+        weight_map: per-pixel weights, the shape of ``target``; None for 1.
+        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
+
+    Returns:
+        A scalar for ``"mean"`` and ``"sum"``, else a tensor of ``target``'s shape.
+
+    Raises:
+        ValueError: if ``target`` is not integer or not shaped as ``input`` without axis 1,
+            ``class_weights`` has not ``C`` entries, ``weight_map`` differs in shape from
+            ``target``, or ``reduction`` is unknown. Out-of-range class indices raise
+            PyTorch's own error.
+
+    Example:
+        >>> input, target = torch.zeros(1, 2, 2), torch.tensor([[0, 1]])
+        >>> weighted_cross_entropy(input, target, class_weights=[1.0, 3.0], reduction="none")
+        tensor([[0.6931, 2.0794]])
+    """
+    _check_reduction(reduction)
+    target = _check_class_target(input, target)
+    _check_weight_map("weight_map", weight_map, target.shape, "target")
+    if class_weights is not None:
+        class_weights = _as_class_vector("class_weights", class_weights, input)
+    if weight_map is None:
+        return F.cross_entropy(input, target, weight=class_weights, reduction=reduction)
+    nll = F.cross_entropy(input, target, reduction="none")
+    weight_map = weight_map.to(nll.dtype)
+    weights = weight_map if class_weights is None else class_weights[target] * weight_map
+    loss = nll * weights
+    if reduction == "mean":
+        # float32 sums for half input: a sum over a batch of masks overflows float16.
+        accumulate = torch.float32 if loss.dtype in _HALF else loss.dtype
+        return (loss.sum(dtype=accumulate) / weights.sum(dtype=accumulate)).to(loss.dtype)
+    return _reduce(loss, reduction)
+
+
+def cost_sensitive_cross_entropy(
+    input: Tensor, target: Tensor, cost_matrix, *, reduction: str = "mean"
+) -> Tensor:
+    """Cross-entropy per pixel times the cost of the predicted class given the true one.
+
+    Formula, for each pixel ``i`` with class index ``y_i``::
+
+        loss_i = cost_matrix[y_i, argmax(input_i)] * -log_softmax(input)_i[y_i]
+
+    then ``"mean"``: the plain mean over pixels (not over the costs); ``"sum"``; ``"none"``:
+    shape ``(N, *)``. The cost is a constant weight: no gradient flows through ``argmax``, so
+    a pixel's gradient is its cross-entropy gradient scaled by the cost of the mistake it is
+    making now. A cost matrix of ones gives ``F.cross_entropy``; with zeros on the diagonal,
+    correctly classified pixels stop contributing.
+
+    This is what the widely copied Keras loss that loops over every (true, predicted) pair
+    of classes computes, vectorized: one gather per pixel instead of ``C**2`` passes over the
+    batch, and memory linear in ``C``. Where several classes tie for the maximum, ``argmax``
+    takes the first; the loop instead sums the costs of all tied classes (ties have
+    probability 0 for continuous logits but occur with all-equal logits, e.g. a zero-
+    initialized last layer).
+
+    Args:
+        input: logits, shape ``(N, C, *)``, floating point.
+        target: class indices in ``[0, C)``, shape ``(N, *)``, an integer dtype.
+        cost_matrix: ``cost_matrix[true, predicted]``, shape ``(C, C)`` (a tensor or nested
+            sequence); its diagonal is the cost of a correct prediction.
+        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
+
+    Returns:
+        A scalar for ``"mean"`` and ``"sum"``, else a tensor of ``target``'s shape.
+
+    Raises:
+        ValueError: if ``target`` is not integer or not shaped as ``input`` without axis 1,
+            ``cost_matrix`` is not square or not ``(C, C)``, or ``reduction`` is unknown.
+
+    Example:
+        >>> cost = [[0.0, 1.0], [5.0, 0.0]]
+        >>> input, target = torch.tensor([[2.0, 0.0], [0.0, 2.0]]), torch.tensor([1, 1])
+        >>> cost_sensitive_cross_entropy(input, target, cost, reduction="none")
+        tensor([10.6346,  0.0000])
+    """
+    _check_reduction(reduction)
+    target = _check_class_target(input, target)
+    cost_matrix = _as_cost_matrix(cost_matrix, input)
+    nll = F.cross_entropy(input, target, reduction="none")
+    with torch.no_grad():
+        n_classes = cost_matrix.shape[0]
+        cost = cost_matrix.reshape(-1)[target * n_classes + _first_argmax(input)]
+    return _reduce(nll * cost, reduction)
+
+
+def _first_argmax(input: Tensor) -> Tensor:
+    """``input.argmax(1)``: the first of the maxima over axis 1, as a long tensor.
+
+    On CPU, ``argmax`` over a non-innermost axis of ``(N, C, H, W)`` is several times slower
+    than these four operations, which find the largest of ``C - k`` over the maximal ``k``.
+    """
+    n_classes = input.shape[1]
+    is_max = input == input.amax(1, keepdim=True)
+    shape = (1, n_classes) + (1,) * (input.ndim - 2)
+    countdown = torch.arange(n_classes, 0, -1, dtype=torch.float32, device=input.device)
+    first = (is_max * countdown.view(shape)).amax(1)
+    # With a NaN score no class is maximal: clamp to a valid index (the loss is NaN anyway).
+    return (n_classes - first).long().clamp_(max=n_classes - 1)
+
+
+# ------------------------------------------------------------------------------------- modules
+
+
+class WeightedBCELoss(nn.Module):
+    """Weighted binary cross-entropy with logits; see :func:`weighted_bce_loss`.
+
+    Like ``torch.nn.BCEWithLogitsLoss(pos_weight=...)``, to which it is equal, but shapes must
+    match exactly and ``forward`` takes the element-wise ``weight`` map (which usually changes
+    from batch to batch) instead of fixing it at construction.
+
+    Shape:
+        - input: ``(*)``, e.g. ``(N, 1, H, W)``, logits.
+        - target, weight: ``(*)``, the shape of ``input``.
+        - output: a scalar for ``"mean"`` and ``"sum"``, ``(*)`` for ``"none"``.
+
+    Args:
+        pos_weight: the positive-class weight, a number or a tensor broadcasting to
+            ``input``; stored as a buffer (moves with ``.to(device)``).
+        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
+
+    Example:
+        >>> criterion = WeightedBCELoss(pos_weight=3.0, reduction="sum")
+        >>> criterion(torch.tensor([0.0, 2.0]), torch.tensor([1.0, 0.0]))
+        tensor(4.2064)
+    """
+
+    def __init__(self, pos_weight=None, reduction: str = "mean") -> None:
+        super().__init__()
+        self.reduction = _check_reduction(reduction)
+        self.register_buffer(
+            "pos_weight", None if pos_weight is None else torch.as_tensor(pos_weight)
+        )
+
+    def forward(self, input: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
+        return weighted_bce_loss(
+            input, target, pos_weight=self.pos_weight, weight=weight, reduction=self.reduction
+        )
+
+    def extra_repr(self) -> str:
+        return f"reduction={self.reduction!r}"
+
+
+class DiceLoss(nn.Module):
+    """The soft Dice loss; see :func:`dice_loss` for the formula and the edge cases.
+
+    Shape:
+        - input: ``(N, *)``, e.g. ``(N, 1, H, W)``, logits (or probabilities).
+        - target: ``(N, *)``, the shape of ``input``.
+        - output: a scalar, or ``(N,)`` for ``"none"`` without ``batch``.
+
+    Args:
+        from_logits: whether ``input`` holds logits (default) or probabilities.
+        smooth: added to numerator and denominator, finite and > 0.
+        batch: pool the whole batch into one score.
+        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``, over samples.
+        compile: use the ``torch.compile`` path of :func:`dice_loss`.
+
+    Example:
+        >>> criterion = DiceLoss(from_logits=False)
+        >>> criterion(torch.tensor([[1.0, 0.0]]), torch.tensor([[1.0, 0.0]]))
+        tensor(0.)
+    """
+
+    def __init__(
+        self,
+        from_logits: bool = True,
+        smooth: float = 1.0,
+        batch: bool = False,
+        reduction: str = "mean",
+        compile: bool = False,
+    ) -> None:
+        super().__init__()
+        self.from_logits, self.batch, self.compile = bool(from_logits), bool(batch), compile
+        self.smooth = _check_number("smooth", smooth, strict=True)
+        self.reduction = _check_reduction(reduction)
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return dice_loss(
+            input,
+            target,
+            from_logits=self.from_logits,
+            smooth=self.smooth,
+            batch=self.batch,
+            reduction=self.reduction,
+            compile=self.compile,
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"from_logits={self.from_logits}, smooth={self.smooth}, batch={self.batch}, "
+            f"reduction={self.reduction!r}"
+        )
+
+
+class DiceBCELoss(nn.Module):
+    """Dice plus binary cross-entropy, from logits; see :func:`dice_bce_loss`.
+
+    Shape:
+        - input: ``(N, *)``, logits.
+        - target: ``(N, *)``, the shape of ``input``.
+        - output: a scalar, or ``(N,)`` for ``"none"``.
+
+    Args:
+        dice_weight: the factor of the Dice term, finite and >= 0.
+        bce_weight: the factor of the BCE term, finite and >= 0.
+        pos_weight: the positive-class weight of the BCE term; stored as a buffer.
+        smooth: the Dice smoothing term, finite and > 0.
+        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``, over samples.
+
+    Example:
+        >>> criterion = DiceBCELoss(dice_weight=0.5)
+        >>> criterion(torch.zeros(1, 2), torch.tensor([[1.0, 0.0]]))
+        tensor(0.8598)
+    """
+
+    def __init__(
+        self,
+        dice_weight: float = 1.0,
+        bce_weight: float = 1.0,
+        pos_weight=None,
+        smooth: float = 1.0,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__()
+        self.dice_weight = _check_number("dice_weight", dice_weight)
+        self.bce_weight = _check_number("bce_weight", bce_weight)
+        self.smooth = _check_number("smooth", smooth, strict=True)
+        self.reduction = _check_reduction(reduction)
+        self.register_buffer(
+            "pos_weight", None if pos_weight is None else torch.as_tensor(pos_weight)
+        )
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return dice_bce_loss(
+            input,
+            target,
+            dice_weight=self.dice_weight,
+            bce_weight=self.bce_weight,
+            pos_weight=self.pos_weight,
+            smooth=self.smooth,
+            reduction=self.reduction,
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"dice_weight={self.dice_weight}, bce_weight={self.bce_weight}, "
+            f"smooth={self.smooth}, reduction={self.reduction!r}"
+        )
+
+
+class FocalLoss(nn.Module):
+    """The binary focal loss from logits; see :func:`focal_loss`.
+
+    Shape:
+        - input: ``(*)``, e.g. ``(N, 1, H, W)``, logits.
+        - target: ``(*)``, the shape of ``input``.
+        - output: a scalar for ``"mean"`` and ``"sum"``, ``(*)`` for ``"none"``.
+
+    Args:
+        gamma: the focusing exponent, finite and >= 0.
+        alpha: the weight of positives in [0, 1], or None.
+        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
+
+    Example:
+        >>> criterion = FocalLoss(gamma=0.0)
+        >>> criterion(torch.zeros(2), torch.tensor([1.0, 0.0]))
+        tensor(0.6931)
+    """
+
+    def __init__(
+        self, gamma: float = 2.0, alpha: float | None = None, reduction: str = "mean"
+    ) -> None:
+        super().__init__()
+        self.gamma = _check_number("gamma", gamma)
+        self.alpha = _check_alpha(alpha)
+        self.reduction = _check_reduction(reduction)
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return focal_loss(
+            input, target, gamma=self.gamma, alpha=self.alpha, reduction=self.reduction
+        )
+
+    def extra_repr(self) -> str:
+        return f"gamma={self.gamma}, alpha={self.alpha}, reduction={self.reduction!r}"
+
+
+class TverskyLoss(nn.Module):
+    """The Tversky loss; see :func:`tversky_loss` (alpha weighs false positives).
+
+    Shape:
+        - input: ``(N, *)``, logits (or probabilities).
+        - target: ``(N, *)``, the shape of ``input``.
+        - output: a scalar, or ``(N,)`` for ``"none"`` without ``batch``.
+
+    Args:
+        alpha: the weight of false positives, finite and >= 0.
+        beta: the weight of false negatives, finite and >= 0.
+        from_logits: whether ``input`` holds logits (default) or probabilities.
+        smooth: added to numerator and denominator, finite and > 0.
+        batch: pool the whole batch into one score.
+        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``, over samples.
+
+    Example:
+        >>> criterion = TverskyLoss(alpha=0.3, beta=0.7, from_logits=False, smooth=1e-6)
+        >>> criterion(torch.tensor([[1.0, 0.0]]), torch.tensor([[1.0, 1.0]]))
+        tensor(0.4118)
+    """
+
+    def __init__(
+        self,
+        alpha: float = 0.5,
+        beta: float = 0.5,
+        from_logits: bool = True,
+        smooth: float = 1.0,
+        batch: bool = False,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__()
+        self.alpha = _check_number("alpha", alpha)
+        self.beta = _check_number("beta", beta)
+        self.from_logits, self.batch = bool(from_logits), bool(batch)
+        self.smooth = _check_number("smooth", smooth, strict=True)
+        self.reduction = _check_reduction(reduction)
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return tversky_loss(
+            input,
+            target,
+            alpha=self.alpha,
+            beta=self.beta,
+            from_logits=self.from_logits,
+            smooth=self.smooth,
+            batch=self.batch,
+            reduction=self.reduction,
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"alpha={self.alpha}, beta={self.beta}, from_logits={self.from_logits}, "
+            f"smooth={self.smooth}, batch={self.batch}, reduction={self.reduction!r}"
+        )
+
+
+class WeightedCrossEntropyLoss(nn.Module):
+    """Cross-entropy weighted per class and per pixel; see :func:`weighted_cross_entropy`.
+
+    Like ``torch.nn.CrossEntropyLoss(weight=class_weights)``, to which it is equal without a
+    weight map, but ``forward`` also takes a per-pixel ``weight_map`` and the ``"mean"``
+    divides by the sum of the combined weights.
+
+    Shape:
+        - input: ``(N, C, *)``, logits.
+        - target, weight_map: ``(N, *)``; ``target`` holds class indices.
+        - output: a scalar for ``"mean"`` and ``"sum"``, ``(N, *)`` for ``"none"``.
+
+    Args:
+        class_weights: one weight per class, shape ``(C,)``, or None; stored as a buffer.
+        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
+
+    Example:
+        >>> criterion = WeightedCrossEntropyLoss(class_weights=[1.0, 3.0])
+        >>> criterion(torch.zeros(2, 2), torch.tensor([0, 1]))
+        tensor(0.6931)
+    """
+
+    def __init__(self, class_weights=None, reduction: str = "mean") -> None:
+        super().__init__()
+        self.reduction = _check_reduction(reduction)
+        if class_weights is not None:
+            class_weights = torch.as_tensor(class_weights, dtype=torch.get_default_dtype())
+            if class_weights.ndim != 1:
+                raise ValueError(
+                    "class_weights must be one weight per class, shape (C,), got "
+                    f"class_weights {tuple(class_weights.shape)}"
+                )
+        self.register_buffer("class_weights", class_weights)
+
+    def forward(self, input: Tensor, target: Tensor, weight_map: Tensor | None = None) -> Tensor:
+        return weighted_cross_entropy(
+            input,
+            target,
+            class_weights=self.class_weights,
+            weight_map=weight_map,
+            reduction=self.reduction,
+        )
+
+    def extra_repr(self) -> str:
+        return f"reduction={self.reduction!r}"
+
+
+class CostSensitiveCrossEntropyLoss(nn.Module):
+    """Cross-entropy times the cost of each pixel's prediction; see
+    :func:`cost_sensitive_cross_entropy`.
+
+    Shape:
+        - input: ``(N, C, *)``, logits.
+        - target: ``(N, *)``, class indices.
+        - output: a scalar for ``"mean"`` and ``"sum"``, ``(N, *)`` for ``"none"``.
+
+    Args:
+        cost_matrix: ``cost_matrix[true, predicted]``, shape ``(C, C)``; stored as a buffer.
+        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
+
+    Raises:
+        ValueError: if ``cost_matrix`` is not square, at construction.
+
+    Example:
+        >>> criterion = CostSensitiveCrossEntropyLoss([[0.0, 1.0], [5.0, 0.0]], reduction="sum")
+        >>> criterion(torch.tensor([[2.0, 0.0], [0.0, 2.0]]), torch.tensor([1, 1]))
+        tensor(10.6346)
+    """
+
+    def __init__(self, cost_matrix, reduction: str = "mean") -> None:
+        super().__init__()
+        self.reduction = _check_reduction(reduction)
+        cost_matrix = torch.as_tensor(cost_matrix, dtype=torch.get_default_dtype())
+        if cost_matrix.ndim != 2 or cost_matrix.shape[0] != cost_matrix.shape[1]:
+            raise ValueError(
+                "cost_matrix must be a square matrix (C, C), cost_matrix[true, predicted], "
+                f"got shape {tuple(cost_matrix.shape)}"
+            )
+        self.register_buffer("cost_matrix", cost_matrix)
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return cost_sensitive_cross_entropy(
+            input, target, self.cost_matrix, reduction=self.reduction
+        )
+
+    def extra_repr(self) -> str:
+        return f"n_classes={self.cost_matrix.shape[0]}, reduction={self.reduction!r}"
