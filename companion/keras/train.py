@@ -1,0 +1,583 @@
+"""Train a U-Net with Keras 3 on synthetic segmentation data with any of the package's losses.
+
+    python -m companion.keras.train --loss bce --epochs 3 --image-size 64 --n-train 256
+    KERAS_BACKEND=torch python -m companion.keras.train --loss wce --amp bf16
+    python -m companion.keras.train --benchmark --image-size 128 --batch-size 16
+
+The Keras twin of companion.torch.train, with the same flags where they apply (channels are
+always last here, and the data live in memory). It runs on the TensorFlow and the PyTorch
+backends (KERAS_BACKEND). Binary losses train on companion.data.small_targets (one output
+channel), multi-class losses on companion.data.touching_shapes (--n-classes channels, one-hot
+targets); the model outputs logits and every loss takes them with from_logits=True.
+
+Devices: Keras places the work on a GPU when there is one (--device cpu keeps it on the
+CPU). With the TensorFlow backend and more than one GPU, training runs under
+tf.distribute.MirroredStrategy; --batch-size is the global batch. Mixed precision goes
+through Keras's dtype policy (mixed_bfloat16, or mixed_float16 with loss scaling, GPU only).
+
+In --out: config.json (the flags, checked by --resume); after every epoch,
+checkpoint.weights.h5 (the model's and the optimizer's variables, written to a temporary file
+and renamed; model.load_weights reads it), backup/ (keras.callbacks.BackupAndRestore's
+training state, which --resume continues from) and metrics.csv (keras.callbacks.CSVLogger:
+epoch, train_loss, val_loss, dice, iou, precision, recall on the validation set, pooled over
+its pixels and macro-averaged over the non-background classes); at the end, curves.png. The
+training batches come in an order fixed by the seed and the epoch, so a run of 1 epoch
+resumed to 2 ends with the weights of a 2-epoch run.
+"""
+
+# ruff: noqa: E402 (the environment is set before TensorFlow and Keras are imported)
+import os
+
+# Before TensorFlow loads, or its start-up messages reach stdout and stderr.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+import argparse
+import contextlib
+import csv
+import dataclasses
+import functools
+import json
+import shutil
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from companion import training
+from companion.data import (
+    confusion_matrix,
+    segmentation_scores,
+    small_targets,
+    touching_shapes,
+)
+from companion.keras.models import unet
+from companion.training import (
+    BINARY_LOSSES,
+    MULTICLASS_LOSSES,
+    cost_matrix,
+    find,
+    option,
+    plot_curves,
+)
+from companion.weightmaps import balanced_class_weights
+
+# The package functions each loss needs beyond Keras's built-ins, looked up at run time.
+LOSS_REQUIREMENTS = {
+    "bce": (),
+    "weighted_bce": ("companion.keras.weighted_bce",),
+    "dice": ("companion.keras.dice",),
+    "dice_bce": ("companion.keras.dice_bce",),
+    "focal": ("companion.keras.focal",),
+    "tversky": ("companion.keras.tversky",),
+    "wce": (),
+    "wce_map": (
+        "companion.keras.weighted_categorical_crossentropy",
+        "companion.weightmaps.unet_weight_map",
+    ),
+    "cost": ("companion.keras.cost_sensitive_categorical_crossentropy",),
+}
+
+CHECKPOINT = "checkpoint.weights.h5"
+BACKUP = "backup"
+CONFIG = "config.json"
+METRICS = "metrics.csv"
+CURVES = "curves.png"
+METRIC_COLUMNS = ("epoch", "train_loss", "val_loss", "dice", "iou", "precision", "recall")
+# A backup only resumes a run that builds the same data, model and optimizer.
+MUST_MATCH_ON_RESUME = (
+    "loss", "optimizer", "batch_size", "lr", "image_size", "n_train", "n_val", "n_classes", "seed",
+    "base_channels", "depth", "pos_weight", "focal_gamma", "tversky_alpha", "tversky_beta",
+    "w0", "sigma", "miss_cost", "amp",
+)  # fmt: skip
+
+
+# -- configuration ------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Config:
+    loss: str = option(
+        "bce",
+        "the loss; bce, weighted_bce, dice, dice_bce, focal and tversky train on small_targets "
+        "(binary), wce, wce_map and cost on touching_shapes (multi-class)",
+        "training",
+        choices=BINARY_LOSSES + MULTICLASS_LOSSES,
+    )
+    epochs: int = option(10, "total number of epochs (also when resuming)", "training")
+    batch_size: int = option(16, "global batch size (split across GPUs when mirrored)", "training")
+    optimizer: str = option(
+        "adam", "Adam, or SGD with momentum 0.9", "training", choices=("adam", "sgd")
+    )
+    lr: float = option(1e-3, "learning rate", "training")
+    seed: int = option(0, "seed of the data, the initial weights and the shuffling", "training")
+    image_size: int = option(64, "height and width of the images, a multiple of 2**depth", "data")
+    n_train: int = option(512, "number of training images (seed --seed)", "data")
+    n_val: int = option(128, "number of validation images (seed --seed + 1)", "data")
+    n_classes: int = option(3, "classes of the multi-class data, background included", "data")
+    base_channels: int = option(16, "channels of the U-Net's first level", "model")
+    depth: int = option(4, "number of poolings of the U-Net", "model")
+    pos_weight: float | None = option(
+        None,
+        "weighted_bce: weight of the positive pixels; None: negatives / positives of the "
+        "training masks",
+        "loss parameters",
+        type=float,
+    )
+    focal_gamma: float = option(2.0, "focal: the focusing exponent gamma", "loss parameters")
+    tversky_alpha: float = option(0.3, "tversky: weight of false positives", "loss parameters")
+    tversky_beta: float = option(0.7, "tversky: weight of false negatives", "loss parameters")
+    w0: float = option(10.0, "wce_map: border weight w0 of the U-Net weight map", "loss parameters")
+    sigma: float = option(5.0, "wce_map: border width sigma in pixels", "loss parameters")
+    miss_cost: float = option(
+        5.0,
+        "cost: cost of labelling an object pixel as background (every other error costs 1)",
+        "loss parameters",
+    )
+    device: str = option(
+        "auto",
+        "auto: the GPUs if there are any, else the CPU",
+        "system",
+        choices=("auto", "cpu", "cuda"),
+    )
+    amp: str = option(
+        "none",
+        "mixed precision policy: mixed_bfloat16, or mixed_float16 with loss scaling (GPU only)",
+        "system",
+        choices=("none", "bf16", "fp16"),
+    )
+    compile: bool = option(
+        False, "jit_compile=True (XLA on TensorFlow, torch.compile on PyTorch)", "system"
+    )
+    out: str = option(
+        "runs/keras",
+        "output folder: checkpoint.weights.h5, backup/, metrics.csv, curves.png",
+        "output",
+    )
+    resume: bool = option(False, "continue from OUT/backup up to --epochs", "output")
+    benchmark: bool = option(
+        False, "time training steps and print images per second; writes nothing", "output"
+    )
+    benchmark_steps: int = option(
+        20, "--benchmark: timed steps, after 3 warm-up steps; the median is reported", "output"
+    )
+    quiet: bool = option(False, "no progress bars (one line per epoch)", "output")
+
+    @property
+    def binary(self) -> bool:
+        return self.loss in BINARY_LOSSES
+
+    @property
+    def out_channels(self) -> int:
+        return 1 if self.binary else self.n_classes
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser, one flag per field of :class:`Config`."""
+    return training.build_parser(
+        Config, prog="python -m companion.keras.train", description=__doc__
+    )
+
+
+def missing_requirements(loss: str) -> list[str]:
+    """The package functions that ``loss`` needs and this installation does not provide."""
+    return training.missing(LOSS_REQUIREMENTS[loss])
+
+
+def gpu_count() -> int:
+    """The GPUs that the Keras backend sees."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return len(tf.config.list_physical_devices("GPU"))
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.device_count()
+    if backend == "jax":
+        import jax
+
+        return sum(device.platform == "gpu" for device in jax.devices())
+    return 0
+
+
+def parse_config(argv: list[str] | None = None) -> Config:
+    """Parse the command line into a :class:`Config`; bad combinations exit with an error."""
+    parser = build_parser()
+    config = Config(**vars(parser.parse_args(argv)))
+    for name in ("epochs", "batch_size", "n_train", "n_val", "base_channels", "depth"):
+        if getattr(config, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    if config.benchmark_steps < 1:
+        parser.error("--benchmark-steps must be >= 1")
+    if not config.lr > 0:
+        parser.error("--lr must be > 0")
+    if config.n_classes < 2:
+        parser.error("--n-classes must be >= 2 (the background and at least one class)")
+    if config.image_size % 2**config.depth:
+        parser.error(
+            f"--image-size {config.image_size} must be a multiple of 2**depth = {2**config.depth}"
+        )
+    if config.n_train < config.batch_size:
+        parser.error(
+            f"--n-train {config.n_train} must hold at least one batch ({config.batch_size})"
+        )
+    if missing := missing_requirements(config.loss):
+        parser.error(
+            f"--loss {config.loss} needs {' and '.join(missing)}, which this installation "
+            "does not provide"
+        )
+    gpus = 0 if config.device == "cpu" else gpu_count()
+    torch_backend = keras.backend.backend() == "torch"
+    if config.device == "cpu" and torch_backend and keras.ops.zeros(()).device.type != "cpu":
+        # Under keras.device("cpu"), the torch backend's variables stop receiving gradients.
+        parser.error(
+            "--device cpu: the torch backend chose its device when Keras was imported; "
+            "start with KERAS_TORCH_DEVICE=cpu instead"
+        )
+    if config.device == "cuda" and gpus == 0:
+        parser.error(f"--device cuda, but the {keras.backend.backend()} backend sees no GPU")
+    if config.amp == "fp16" and gpus == 0:
+        parser.error("--amp fp16 (mixed_float16) needs a GPU; on the CPU use --amp bf16 or none")
+    if config.benchmark and config.resume:
+        parser.error("--benchmark writes no checkpoint and cannot be combined with --resume")
+    if config.resume:
+        metadata = Path(config.out) / BACKUP / "training_metadata.json"
+        if not metadata.is_file():
+            parser.error(f"--resume, but there is no backup at {metadata.parent}")
+        saved = json.loads((Path(config.out) / CONFIG).read_text())
+        changed = [name for name in MUST_MATCH_ON_RESUME if saved[name] != getattr(config, name)]
+        if changed:
+            parser.error(
+                f"--resume: {config.out} was trained with "
+                + ", ".join(f"--{name.replace('_', '-')} {saved[name]}" for name in changed)
+            )
+    return config
+
+
+# -- setup: distribution, device, precision, seed -----------------------------------------
+
+
+def distribution_scope(config: Config) -> contextlib.AbstractContextManager:
+    """MirroredStrategy over every GPU (TensorFlow, > 1 GPU), the CPU under --device cpu,
+    else Keras's default placement. The torch backend fixes its device at import
+    (KERAS_TORCH_DEVICE); :func:`parse_config` has checked that it is the CPU then."""
+    if config.device == "cpu" and keras.backend.backend() != "torch":
+        return keras.device("cpu:0")
+    if keras.backend.backend() == "tensorflow" and gpu_count() > 1:
+        import tensorflow as tf
+
+        return tf.distribute.MirroredStrategy().scope()
+    return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def precision_policy(amp: str):
+    """Keras's global dtype policy for the block, restored afterwards."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(
+        {"none": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}[amp]
+    )
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+# -- data ---------------------------------------------------------------------------------
+
+
+def make_datasets(config: Config) -> tuple[tuple, tuple, dict]:
+    """``(images, targets, sample_weight or None)`` for training and validation, and the
+    statistics the losses take from the training set.
+
+    Images ``(N, H, W, 1)`` float32; binary targets ``(N, H, W, 1)`` float32, multi-class
+    targets one-hot ``(N, H, W, n_classes)`` float32; per-pixel sample weights ``(N, H, W)``:
+    the balanced class weight of each pixel (``wce``) or the U-Net weight map (``wce_map``).
+    """
+    stats = {}
+    splits = []
+    for n, seed in ((config.n_train, config.seed), (config.n_val, config.seed + 1)):
+        sample_weight = None
+        if config.binary:
+            images, masks = small_targets(n, size=config.image_size, seed=seed)
+            targets = masks[..., None]
+            if not stats:
+                positives = float(masks.sum())
+                stats["pos_weight"] = (masks.size - positives) / max(positives, 1.0)
+        else:
+            images, classes, instances = touching_shapes(
+                n, size=config.image_size, n_classes=config.n_classes, seed=seed
+            )
+            targets = np.eye(config.n_classes, dtype=np.float32)[classes]
+            if not stats:
+                stats["class_weights"] = balanced_class_weights(classes, config.n_classes)
+            if config.loss == "wce":
+                sample_weight = stats["class_weights"].astype(np.float32)[classes]
+            elif config.loss == "wce_map":
+                unet_weight_map = find("companion.weightmaps.unet_weight_map")
+                sample_weight = np.stack(
+                    [
+                        unet_weight_map(
+                            class_map,
+                            instances=instance_map,
+                            w0=config.w0,
+                            sigma=config.sigma,
+                            class_weights=stats["class_weights"],
+                        )
+                        for class_map, instance_map in zip(classes, instances, strict=True)
+                    ]
+                ).astype(np.float32)
+        splits.append((images[..., None], targets, sample_weight))
+    return splits[0], splits[1], stats
+
+
+class ShuffledBatches(keras.utils.PyDataset):
+    """Training batches in an order that depends only on the seed and the epoch (set by
+    :meth:`set_epoch` at the start of each epoch, as ``DistributedSampler.set_epoch``), so a
+    resumed run sees the batches an uninterrupted one would have seen.
+
+    Like ``companion.torch.train``, the last incomplete batch of an epoch is dropped.
+    """
+
+    def __init__(self, arrays: tuple, batch_size: int, seed: int):
+        super().__init__()
+        self.arrays = tuple(array for array in arrays if array is not None)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.order = np.random.default_rng([self.seed, epoch]).permutation(len(self.arrays[0]))
+
+    def __len__(self) -> int:
+        return len(self.arrays[0]) // self.batch_size
+
+    def __getitem__(self, index: int) -> tuple:
+        indices = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        return tuple(array[indices] for array in self.arrays)
+
+
+# -- losses -------------------------------------------------------------------------------
+
+
+def build_loss(config: Config, stats: dict) -> Callable:
+    """The loss of ``config.loss`` as Keras's ``loss(y_true, y_pred)``, on logits.
+
+    ``bce`` and ``wce`` are Keras's built-ins (``wce`` through per-pixel sample weights);
+    the others are the package's, looked up at run time (:data:`LOSS_REQUIREMENTS`). Per-pixel
+    weights (``wce``, ``wce_map``) reach the loss as ``sample_weight``.
+    """
+    name = config.loss
+    functions = {path.rpartition(".")[2]: find(path) for path in LOSS_REQUIREMENTS[name]}
+    if name == "bce":
+        return keras.losses.BinaryCrossentropy(from_logits=True)
+    if name == "wce":
+        return keras.losses.CategoricalCrossentropy(from_logits=True)
+    if name == "weighted_bce":
+        pos_weight = config.pos_weight if config.pos_weight is not None else stats["pos_weight"]
+        return functools.partial(functions["weighted_bce"], pos_weight=pos_weight, from_logits=True)
+    if name in ("dice", "dice_bce"):
+        return functools.partial(functions[name], from_logits=True)
+    if name == "focal":
+        return functools.partial(functions["focal"], gamma=config.focal_gamma, from_logits=True)
+    if name == "tversky":
+        return functools.partial(
+            functions["tversky"],
+            alpha=config.tversky_alpha,
+            beta=config.tversky_beta,
+            from_logits=True,
+        )
+    if name == "wce_map":
+        # The weight map, class weights included, arrives as sample_weight.
+        return functools.partial(functions["weighted_categorical_crossentropy"], from_logits=True)
+    if name == "cost":
+        cost = cost_matrix(config.n_classes, config.miss_cost).astype("float32")
+        return functools.partial(
+            functions["cost_sensitive_categorical_crossentropy"], cost_matrix=cost, from_logits=True
+        )
+    raise ValueError(f"unknown loss {name!r}")
+
+
+# -- model --------------------------------------------------------------------------------
+
+
+def make_model(config: Config, stats: dict) -> keras.Model:
+    """The U-Net, compiled with the optimizer and the loss."""
+    if config.optimizer == "sgd":
+        optimizer = keras.optimizers.SGD(learning_rate=config.lr, momentum=0.9)
+    else:
+        optimizer = keras.optimizers.Adam(learning_rate=config.lr)
+    model = unet(
+        (config.image_size, config.image_size, 1),
+        out_channels=config.out_channels,
+        base_channels=config.base_channels,
+        depth=config.depth,
+    )
+    model.compile(
+        optimizer=optimizer,
+        loss=build_loss(config, stats),
+        jit_compile=config.compile,
+    )
+    return model
+
+
+# -- evaluation, checkpoints and outputs --------------------------------------------------
+
+
+class ValidationScores(keras.callbacks.Callback):
+    """Adds Dice, IoU, precision and recall on the validation set (pooled over its pixels,
+    averaged over the non-background classes) and ``train_loss`` to each epoch's logs."""
+
+    def __init__(self, images, targets, config: Config):
+        super().__init__()
+        self.images = images
+        self.binary = config.binary
+        self.batch_size = config.batch_size
+        self.n_classes = 2 if config.binary else config.n_classes
+        self.truth = targets[..., 0].astype(np.int64) if config.binary else targets.argmax(-1)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logits = self.model.predict(self.images, batch_size=self.batch_size, verbose=0)
+        predicted = (logits[..., 0] > 0).astype(np.int64) if self.binary else logits.argmax(-1)
+        logs.update(segmentation_scores(confusion_matrix(self.truth, predicted, self.n_classes)))
+        logs["train_loss"] = logs["loss"]
+
+
+class MetricsLogger(keras.callbacks.CSVLogger):
+    """CSVLogger with the columns of companion.torch.train's metrics.csv, epochs from 1."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.keys = list(METRIC_COLUMNS[1:])
+        super().on_epoch_end(epoch + 1, logs)
+
+
+class AtomicCheckpoint(keras.callbacks.Callback):
+    """Saves the model's and optimizer's variables each epoch: a temporary file, a rename."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path = path
+
+    def on_epoch_end(self, epoch, logs=None):
+        temporary = self.path.with_name("checkpoint.tmp.weights.h5")
+        self.model.save_weights(temporary, overwrite=True)
+        os.replace(temporary, self.path)
+
+
+def read_metrics(path: Path) -> list[dict]:
+    with open(path, newline="") as file:
+        return [{name: float(value) for name, value in row.items()} for row in csv.DictReader(file)]
+
+
+# -- training -----------------------------------------------------------------------------
+
+
+def train(config: Config) -> list[dict]:
+    """Fit with the callbacks that checkpoint, back up, score and log; returns every epoch's
+    metrics (of this and earlier runs)."""
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    backup = out / BACKUP
+    if not config.resume:
+        # A stale backup would make BackupAndRestore resume a run nobody asked to resume.
+        shutil.rmtree(backup, ignore_errors=True)
+        (out / CONFIG).write_text(json.dumps(dataclasses.asdict(config), indent=2))
+
+    (images, targets, weights), (val_images, val_targets, val_weights), stats = make_datasets(
+        config
+    )
+    validation = (val_images, val_targets) + ((val_weights,) if val_weights is not None else ())
+    batches = ShuffledBatches((images, targets, weights), config.batch_size, config.seed)
+    with distribution_scope(config):
+        model = make_model(config, stats)
+        callbacks = [
+            # Epochs count from 0, and from the restored epoch after BackupAndRestore.
+            keras.callbacks.LambdaCallback(
+                on_epoch_begin=lambda epoch, logs: batches.set_epoch(epoch)
+            ),
+            ValidationScores(val_images, val_targets, config),
+            AtomicCheckpoint(out / CHECKPOINT),
+            keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=False),
+            MetricsLogger(str(out / METRICS), append=config.resume),
+        ]
+        model.fit(
+            batches,
+            epochs=config.epochs,
+            # The batches shuffle themselves; Keras would shuffle their order with its own RNG.
+            shuffle=False,
+            validation_data=validation,
+            callbacks=callbacks,
+            # A progress bar on a terminal, else (or with --quiet) one line per epoch.
+            verbose=1 if sys.stdout.isatty() and not config.quiet else 2,
+        )
+    history = read_metrics(out / METRICS) if (out / METRICS).is_file() else []
+    if history:
+        plot_curves(
+            out / CURVES, history, f"U-Net (Keras, {keras.backend.backend()}), loss {config.loss}"
+        )
+    return history
+
+
+# -- benchmark ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class BenchmarkResult:
+    images_per_second: float  # global batch / median step time
+    median_step_seconds: float
+    first_step_seconds: float  # includes tracing and compilation
+    steps: int
+
+
+def benchmark(config: Config, warmup: int = 3) -> BenchmarkResult:
+    """Time ``train_on_batch`` on one batch: the first call (tracing) separately, then
+    ``warmup - 1`` untimed ones, then ``config.benchmark_steps`` timed ones."""
+    (images, targets, weights), _, stats = make_datasets(config)
+    batch = slice(0, config.batch_size)
+    weights = None if weights is None else weights[batch]
+    with distribution_scope(config):
+        model = make_model(config, stats)
+
+        def timed_step() -> float:
+            started = time.perf_counter()
+            # Returning the loss as a Python float waits for the step to finish.
+            float(model.train_on_batch(images[batch], targets[batch], sample_weight=weights))
+            return time.perf_counter() - started
+
+        first = timed_step()
+        for _ in range(warmup - 1):
+            timed_step()
+        seconds = [timed_step() for _ in range(config.benchmark_steps)]
+    median = statistics.median(seconds)
+    return BenchmarkResult(config.batch_size / median, median, first, len(seconds))
+
+
+# -- entry point --------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> list[dict] | BenchmarkResult:
+    config = parse_config(argv)
+    keras.utils.clear_session()
+    keras.utils.set_random_seed(config.seed)
+    with precision_policy(config.amp):
+        if config.benchmark:
+            result = benchmark(config)
+            print(
+                f"{keras.backend.backend()} backend, {config.amp} precision, "
+                f"{config.image_size}x{config.image_size}, batch {config.batch_size}: "
+                f"{result.images_per_second:.1f} images/s (median of {result.steps} steps, "
+                f"{1000 * result.median_step_seconds:.0f} ms; first step "
+                f"{result.first_step_seconds:.2f} s)"
+            )
+            return result
+        return train(config)
+
+
+if __name__ == "__main__":
+    main()

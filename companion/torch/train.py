@@ -1,0 +1,725 @@
+"""Train a U-Net on synthetic segmentation data with any of the package's losses.
+
+    python -m companion.torch.train --loss bce --epochs 3 --image-size 64 --n-train 256
+    python -m companion.torch.train --loss wce --device cuda --amp bf16 --channels-last --compile
+    torchrun --standalone --nproc_per_node 4 -m companion.torch.train --loss dice_bce
+    python -m companion.torch.train --benchmark --image-size 128 --batch-size 16
+
+Binary losses train on companion.data.small_targets (one output channel, about 1% positive
+pixels), multi-class losses on companion.data.touching_shapes (--n-classes output channels).
+The model outputs logits; every loss takes them as they are.
+
+The same command runs on a laptop CPU, one GPU or many. The device is picked at run time
+(CUDA, then MPS, then CPU). Launched by torchrun (which sets RANK, WORLD_SIZE, LOCAL_RANK),
+each process trains with DistributedDataParallel (gloo on CPU, NCCL on CUDA) on its share of
+every batch: --batch-size is the global batch, split evenly, so the updates are those of one
+process on the same batches (the U-Net's GroupNorm does not mix samples, the losses average
+over them). Rank 0 alone shows progress, logs and writes.
+
+In --out, after every epoch: checkpoint.pt (written to a temporary file, then renamed; it
+holds the model's state dict, the optimizer, the grad scaler, the epoch, the metrics so far,
+the configuration and the RNG states, and loads with torch.load(..., weights_only=True)) and
+metrics.csv (epoch, train_loss, val_loss, dice, iou, precision, recall on the validation
+set, macro-averaged over the non-background classes); at the end, curves.png. --resume
+continues from checkpoint.pt: a run of 2 epochs and a run of 1 epoch resumed to 2 end with
+the same weights.
+
+The file reads top to bottom: configuration, setup (distributed, device, precision, seed),
+data, model, losses, evaluation, checkpoints, the loop, and the benchmark.
+"""
+
+import argparse
+import contextlib
+import csv
+import dataclasses
+import os
+import random
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, Subset, TensorDataset
+from tqdm import tqdm
+
+from companion import training
+from companion.data import segmentation_scores, small_targets, touching_shapes
+from companion.torch.models import UNet
+from companion.training import (
+    BINARY_LOSSES,
+    MULTICLASS_LOSSES,
+    cost_matrix,
+    find,
+    option,
+    plot_curves,
+)
+from companion.weightmaps import balanced_class_weights
+
+# The package functions each loss needs beyond PyTorch's built-ins, looked up at run time.
+LOSS_REQUIREMENTS = {
+    "bce": (),
+    "weighted_bce": ("companion.torch.weighted_bce_loss",),
+    "dice": ("companion.torch.dice_loss",),
+    "dice_bce": ("companion.torch.dice_bce_loss",),
+    "focal": ("companion.torch.focal_loss",),
+    "tversky": ("companion.torch.tversky_loss",),
+    "wce": (),
+    "wce_map": ("companion.torch.weighted_cross_entropy", "companion.weightmaps.unet_weight_map"),
+    "cost": ("companion.torch.cost_sensitive_cross_entropy",),
+}
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.csv"
+CURVES = "curves.png"
+METRIC_COLUMNS = ("epoch", "train_loss", "val_loss", "dice", "iou", "precision", "recall")
+# A checkpoint only resumes a run that builds the same data, model and optimizer.
+MUST_MATCH_ON_RESUME = (
+    "loss", "optimizer", "batch_size", "lr", "image_size", "n_train", "n_val", "n_classes", "seed",
+    "base_channels", "depth", "pos_weight", "focal_gamma", "tversky_alpha", "tversky_beta",
+    "w0", "sigma", "miss_cost",
+)  # fmt: skip
+
+
+# -- configuration ------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Config:
+    loss: str = option(
+        "bce",
+        "the loss; bce, weighted_bce, dice, dice_bce, focal and tversky train on small_targets "
+        "(binary), wce, wce_map and cost on touching_shapes (multi-class)",
+        "training",
+        choices=BINARY_LOSSES + MULTICLASS_LOSSES,
+    )
+    epochs: int = option(10, "total number of epochs (also when resuming)", "training")
+    batch_size: int = option(
+        16, "global batch size, split evenly across torchrun processes", "training"
+    )
+    optimizer: str = option(
+        "adam", "Adam, or SGD with momentum 0.9", "training", choices=("adam", "sgd")
+    )
+    lr: float = option(1e-3, "learning rate", "training")
+    seed: int = option(0, "seed of the data, the initial weights and the shuffling", "training")
+    image_size: int = option(64, "height and width of the images, a multiple of 2**depth", "data")
+    n_train: int = option(512, "number of training images (seed --seed)", "data")
+    n_val: int = option(128, "number of validation images (seed --seed + 1)", "data")
+    n_classes: int = option(3, "classes of the multi-class data, background included", "data")
+    base_channels: int = option(16, "channels of the U-Net's first level", "model")
+    depth: int = option(4, "number of poolings of the U-Net", "model")
+    pos_weight: float | None = option(
+        None,
+        "weighted_bce: weight of the positive pixels; None: negatives / positives of the "
+        "training masks",
+        "loss parameters",
+        type=float,
+    )
+    focal_gamma: float = option(2.0, "focal: the focusing exponent gamma", "loss parameters")
+    tversky_alpha: float = option(0.3, "tversky: weight of false positives", "loss parameters")
+    tversky_beta: float = option(0.7, "tversky: weight of false negatives", "loss parameters")
+    w0: float = option(10.0, "wce_map: border weight w0 of the U-Net weight map", "loss parameters")
+    sigma: float = option(5.0, "wce_map: border width sigma in pixels", "loss parameters")
+    miss_cost: float = option(
+        5.0,
+        "cost: cost of labelling an object pixel as background (every other error costs 1)",
+        "loss parameters",
+    )
+    device: str = option(
+        "auto", "auto: CUDA, then MPS, then CPU", "system", choices=("auto", "cpu", "cuda", "mps")
+    )
+    amp: str = option(
+        "none",
+        "mixed precision: bf16 autocast, or fp16 autocast with a grad scaler (CUDA only)",
+        "system",
+        choices=("none", "bf16", "fp16"),
+    )
+    compile: bool = option(False, "compile the model with torch.compile", "system")
+    channels_last: bool = option(False, "channels-last memory format", "system")
+    num_workers: int = option(0, "DataLoader worker processes (0: load in the main one)", "system")
+    out: str = option(
+        "runs/torch", "output folder: checkpoint.pt, metrics.csv, curves.png", "output"
+    )
+    resume: bool = option(False, "continue from OUT/checkpoint.pt up to --epochs", "output")
+    benchmark: bool = option(
+        False, "time training steps and print images per second; writes nothing", "output"
+    )
+    benchmark_steps: int = option(
+        20, "--benchmark: timed steps, after 3 warm-up steps; the median is reported", "output"
+    )
+    quiet: bool = option(False, "no progress bars", "output")
+
+    @property
+    def binary(self) -> bool:
+        return self.loss in BINARY_LOSSES
+
+    @property
+    def out_channels(self) -> int:
+        return 1 if self.binary else self.n_classes
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser, one flag per field of :class:`Config`."""
+    return training.build_parser(
+        Config, prog="python -m companion.torch.train", description=__doc__
+    )
+
+
+def missing_requirements(loss: str) -> list[str]:
+    """The package functions that ``loss`` needs and this installation does not provide."""
+    return training.missing(LOSS_REQUIREMENTS[loss])
+
+
+def world_size() -> int:
+    """The number of processes: WORLD_SIZE under torchrun, else 1."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def parse_config(argv: list[str] | None = None) -> Config:
+    """Parse the command line into a :class:`Config`; bad combinations exit with an error."""
+    parser = build_parser()
+    config = Config(**vars(parser.parse_args(argv)))
+    for name in ("epochs", "batch_size", "n_train", "n_val", "base_channels", "depth"):
+        if getattr(config, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    if config.benchmark_steps < 1 or config.num_workers < 0:
+        parser.error("--benchmark-steps must be >= 1 and --num-workers >= 0")
+    if not config.lr > 0:
+        parser.error("--lr must be > 0")
+    if config.n_classes < 2:
+        parser.error("--n-classes must be >= 2 (the background and at least one class)")
+    if config.image_size % 2**config.depth:
+        parser.error(
+            f"--image-size {config.image_size} must be a multiple of 2**depth = {2**config.depth}"
+        )
+    if missing := missing_requirements(config.loss):
+        parser.error(
+            f"--loss {config.loss} needs {' and '.join(missing)}, which this installation "
+            "does not provide"
+        )
+    processes = world_size()
+    if config.batch_size % processes:
+        parser.error(
+            f"--batch-size {config.batch_size} must be a multiple of the {processes} processes"
+        )
+    if config.n_train < config.batch_size:
+        parser.error(
+            f"--n-train {config.n_train} must hold at least one batch ({config.batch_size})"
+        )
+
+    if config.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda, but torch.cuda.is_available() is False")
+    if config.device == "mps" and not torch.backends.mps.is_available():
+        parser.error("--device mps, but torch.backends.mps.is_available() is False")
+    device_type = pick_device(config.device).type
+    if config.amp == "fp16" and device_type != "cuda":
+        parser.error(
+            f"--amp fp16 needs CUDA (float16 autocast with a grad scaler); on {device_type} "
+            "use --amp bf16 or --amp none"
+        )
+    if config.amp == "bf16" and device_type == "cuda" and not torch.cuda.is_bf16_supported():
+        parser.error("--amp bf16, but this GPU does not support bfloat16; use --amp fp16")
+    if processes > 1 and device_type == "mps":
+        parser.error("torchrun with MPS is not supported: use --device cpu")
+
+    if config.benchmark and config.resume:
+        parser.error("--benchmark writes no checkpoint and cannot be combined with --resume")
+    if config.resume:
+        path = Path(config.out) / CHECKPOINT
+        if not path.is_file():
+            parser.error(f"--resume, but there is no checkpoint at {path}")
+        saved = torch.load(path, map_location="cpu", weights_only=True)["config"]
+        changed = [name for name in MUST_MATCH_ON_RESUME if saved[name] != getattr(config, name)]
+        if changed:
+            parser.error(
+                f"--resume: {path} was trained with "
+                + ", ".join(f"--{name.replace('_', '-')} {saved[name]}" for name in changed)
+            )
+    return config
+
+
+# -- setup: distributed, device, precision, seed ------------------------------------------
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto``: CUDA, then MPS, then CPU; under torchrun on CUDA, the process's local GPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            name = "cuda"
+        elif torch.backends.mps.is_available():
+            name = "mps"
+        else:
+            name = "cpu"
+    if name == "cuda":
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device(name)
+
+
+@dataclasses.dataclass
+class Runtime:
+    device: torch.device
+    rank: int  # this process's rank, 0 without torchrun
+    world_size: int  # number of processes
+    distributed: bool  # launched by torchrun: DistributedDataParallel
+    autocast: Callable[[], contextlib.AbstractContextManager]  # the forward pass's precision
+
+    @property
+    def main_process(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def sum_dtype(self) -> torch.dtype:
+        """The dtype of running sums of losses: float64, but MPS has no float64."""
+        return torch.float32 if self.device.type == "mps" else torch.float64
+
+
+def setup(config: Config) -> Runtime:
+    """Join the process group under torchrun, pick the device and precision, seed everything."""
+    device = pick_device(config.device)
+    distributed = "RANK" in os.environ and "WORLD_SIZE" in os.environ
+    rank = 0
+    if distributed:
+        rank = int(os.environ["RANK"])
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        if not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    # The same seed on every rank: identical initial weights and data everywhere. The data
+    # generators use their own seeded Generators; the global NumPy and Python RNGs are seeded
+    # (and checkpointed) for any code of the reader's that draws from them.
+    random.seed(config.seed)
+    np.random.seed(config.seed)  # noqa: NPY002
+    torch.manual_seed(config.seed)
+    dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[config.amp]
+
+    def autocast():
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device.type, dtype=dtype)
+
+    return Runtime(device, rank, world_size() if distributed else 1, distributed, autocast)
+
+
+# -- data ---------------------------------------------------------------------------------
+
+
+def make_datasets(config: Config) -> tuple[TensorDataset, TensorDataset, dict]:
+    """Training and validation sets, and the statistics the losses take from the training set.
+
+    Each item is ``(image, target)``, or ``(image, target, weight_map)`` for ``wce_map``:
+    images ``(1, H, W)`` float32; binary targets ``(1, H, W)`` float32, multi-class targets
+    ``(H, W)`` int64 class indices.
+    """
+    stats = {}
+    datasets = []
+    for n, seed in ((config.n_train, config.seed), (config.n_val, config.seed + 1)):
+        if config.binary:
+            images, masks = small_targets(n, size=config.image_size, seed=seed)
+            tensors = [torch.from_numpy(images)[:, None], torch.from_numpy(masks)[:, None]]
+            if not stats:
+                positives = float(masks.sum())
+                stats["pos_weight"] = (masks.size - positives) / max(positives, 1.0)
+        else:
+            images, classes, instances = touching_shapes(
+                n, size=config.image_size, n_classes=config.n_classes, seed=seed
+            )
+            tensors = [torch.from_numpy(images)[:, None], torch.from_numpy(classes).long()]
+            if not stats:
+                stats["class_weights"] = balanced_class_weights(classes, config.n_classes)
+            if config.loss == "wce_map":
+                unet_weight_map = find("companion.weightmaps.unet_weight_map")
+                weight_maps = np.stack(
+                    [
+                        unet_weight_map(
+                            class_map,
+                            instances=instance_map,
+                            w0=config.w0,
+                            sigma=config.sigma,
+                            class_weights=stats["class_weights"],
+                        )
+                        for class_map, instance_map in zip(classes, instances, strict=True)
+                    ]
+                )
+                tensors.append(torch.from_numpy(weight_maps.astype(np.float32)))
+        datasets.append(TensorDataset(*tensors))
+    return datasets[0], datasets[1], stats
+
+
+def make_loaders(config: Config, runtime: Runtime, train_set, val_set):
+    """Shuffled training batches of this rank's share; this rank's slice of the validation set.
+
+    One process uses the same DistributedSampler (one replica) as many, so the global batch
+    of every step is the same whatever the number of processes. Incomplete batches are
+    dropped.
+    """
+    per_process = config.batch_size // runtime.world_size
+    sampler = DistributedSampler(
+        train_set,
+        num_replicas=runtime.world_size,
+        rank=runtime.rank,
+        shuffle=True,
+        seed=config.seed,
+        drop_last=True,
+    )
+    common = {
+        "batch_size": per_process,
+        "num_workers": config.num_workers,
+        "pin_memory": runtime.device.type == "cuda",
+        "persistent_workers": config.num_workers > 0,
+    }
+    train_loader = DataLoader(train_set, sampler=sampler, drop_last=True, **common)
+    shard = Subset(val_set, range(runtime.rank, len(val_set), runtime.world_size))
+    val_loader = DataLoader(shard, shuffle=False, **common)
+    return train_loader, val_loader, sampler
+
+
+def to_device(batch, config: Config, device: torch.device):
+    """``(images, targets, weight_map or None)`` on ``device``."""
+    images, targets, *weight_map = (tensor.to(device, non_blocking=True) for tensor in batch)
+    if config.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images, targets, weight_map[0] if weight_map else None
+
+
+# -- model --------------------------------------------------------------------------------
+
+
+def make_model(config: Config, runtime: Runtime):
+    """The U-Net on the device (whose state dict is saved), the module that evaluates
+    (compiled under --compile) and the one that trains (that one, wrapped in DDP)."""
+    model = UNet(1, config.out_channels, config.base_channels, config.depth).to(runtime.device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    forward = torch.compile(model) if config.compile else model
+    trained = forward
+    if runtime.distributed:
+        device_ids = [runtime.device.index] if runtime.device.type == "cuda" else None
+        trained = DistributedDataParallel(forward, device_ids=device_ids)
+    return model, forward, trained
+
+
+# -- losses -------------------------------------------------------------------------------
+
+
+def build_loss(config: Config, stats: dict, device: torch.device) -> Callable:
+    """The loss of ``config.loss`` as ``loss_fn(logits, target, weight_map) -> scalar``.
+
+    ``bce`` and ``wce`` are PyTorch's built-ins; the others are the package's, looked up at
+    run time (:data:`LOSS_REQUIREMENTS`). Every constant tensor is on ``device``.
+    """
+    name = config.loss
+    functions = {path.rpartition(".")[2]: find(path) for path in LOSS_REQUIREMENTS[name]}
+    if name == "bce":
+        return lambda logits, target, weight_map: F.binary_cross_entropy_with_logits(logits, target)
+    if name == "weighted_bce":
+        pos_weight = config.pos_weight if config.pos_weight is not None else stats["pos_weight"]
+        pos_weight = torch.tensor(pos_weight, dtype=torch.float32, device=device)
+        loss = functions["weighted_bce_loss"]
+        return lambda logits, target, weight_map: loss(logits, target, pos_weight=pos_weight)
+    if name in ("dice", "dice_bce"):
+        loss = functions[f"{name}_loss"]
+        return lambda logits, target, weight_map: loss(logits, target)
+    if name == "focal":
+        loss = functions["focal_loss"]
+        return lambda logits, target, weight_map: loss(logits, target, gamma=config.focal_gamma)
+    if name == "tversky":
+        loss = functions["tversky_loss"]
+        alpha, beta = config.tversky_alpha, config.tversky_beta
+        return lambda logits, target, weight_map: loss(logits, target, alpha=alpha, beta=beta)
+    if name == "wce":
+        class_weights = torch.tensor(stats["class_weights"], dtype=torch.float32, device=device)
+        return lambda logits, target, weight_map: F.cross_entropy(
+            logits, target, weight=class_weights
+        )
+    if name == "wce_map":
+        # The map already holds the class weights (unet_weight_map(class_weights=...)).
+        loss = functions["weighted_cross_entropy"]
+        return lambda logits, target, weight_map: loss(logits, target, weight_map=weight_map)
+    if name == "cost":
+        cost = torch.tensor(
+            cost_matrix(config.n_classes, config.miss_cost), dtype=torch.float32, device=device
+        )
+        loss = functions["cost_sensitive_cross_entropy"]
+        return lambda logits, target, weight_map: loss(logits, target, cost)
+    raise ValueError(f"unknown loss {name!r}")
+
+
+# -- evaluation ---------------------------------------------------------------------------
+
+
+def predictions(logits: torch.Tensor, targets: torch.Tensor, binary: bool):
+    """Predicted and true class indices, ``(N, H, W)`` each."""
+    if binary:
+        return (logits[:, 0] > 0).long(), targets[:, 0].long()
+    return logits.argmax(dim=1), targets
+
+
+@torch.no_grad()
+def evaluate(model, loader, loss_fn, config: Config, runtime: Runtime) -> dict[str, float]:
+    """Validation loss and pooled scores, summed over every rank's slice of the data."""
+    model.eval()
+    n_classes = 2 if config.binary else config.n_classes
+    totals = torch.zeros(2, dtype=runtime.sum_dtype, device=runtime.device)  # loss sum, images
+    confusion = torch.zeros(n_classes * n_classes, dtype=torch.int64, device=runtime.device)
+    for batch in loader:
+        images, targets, weight_map = to_device(batch, config, runtime.device)
+        with runtime.autocast():
+            logits = model(images)
+        logits = logits.float()
+        totals[0] += loss_fn(logits, targets, weight_map).to(totals.dtype) * len(images)
+        totals[1] += len(images)
+        predicted, truth = predictions(logits, targets, config.binary)
+        confusion += torch.bincount(
+            (truth * n_classes + predicted).flatten(), minlength=n_classes * n_classes
+        )
+    if runtime.distributed:
+        dist.all_reduce(totals)
+        dist.all_reduce(confusion)
+    model.train()
+    scores = segmentation_scores(confusion.view(n_classes, n_classes).cpu().numpy())
+    return {"val_loss": (totals[0] / totals[1]).item(), **scores}
+
+
+# -- checkpoints and outputs --------------------------------------------------------------
+
+
+def rng_states() -> dict:
+    """The RNG states as tensors and plain containers, loadable with ``weights_only=True``."""
+    name, keys, position, has_gauss, cached_gaussian = np.random.get_state()  # noqa: NPY002
+    return {
+        "python": random.getstate(),
+        "numpy": [
+            name,
+            torch.from_numpy(keys.astype(np.int64)),
+            position,
+            has_gauss,
+            cached_gaussian,
+        ],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_states(states: dict) -> None:
+    version, internal, gauss_next = states["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    name, keys, position, has_gauss, cached_gaussian = states["numpy"]
+    np.random.set_state(  # noqa: NPY002
+        (name, keys.numpy().astype(np.uint32), position, has_gauss, cached_gaussian)
+    )
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def save_checkpoint(path: Path, model, optimizer, scaler, epoch, history, config) -> None:
+    """Write the training state to ``path`` atomically: a temporary file, then a rename."""
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict(),
+        "epoch": epoch,
+        "history": history,
+        "config": dataclasses.asdict(config),
+        "rng": rng_states(),
+    }
+    temporary = path.with_name(path.name + ".tmp")
+    torch.save(state, temporary)
+    os.replace(temporary, path)
+
+
+def write_metrics(path: Path, history: list[dict]) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=METRIC_COLUMNS)
+        writer.writeheader()
+        writer.writerows(history)
+    os.replace(temporary, path)
+
+
+# -- training -----------------------------------------------------------------------------
+
+
+def train_step(trained, batch, loss_fn, optimizer, scaler, runtime: Runtime) -> torch.Tensor:
+    """One forward and backward pass and one optimizer step; the loss, detached."""
+    images, targets, weight_map = batch
+    with runtime.autocast():
+        logits = trained(images)
+    # The loss in float32, whatever the forward pass's precision.
+    loss = loss_fn(logits.float(), targets, weight_map)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.detach()
+
+
+def prepare(config: Config, runtime: Runtime):
+    """Data, model, optimizer, grad scaler and loss, all on the runtime's device."""
+    train_set, val_set, stats = make_datasets(config)
+    model, forward, trained = make_model(config, runtime)
+    if config.optimizer == "sgd":
+        optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9)
+    else:
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    scaler = torch.amp.GradScaler(runtime.device.type, enabled=config.amp == "fp16")
+    loss_fn = build_loss(config, stats, runtime.device)
+    return train_set, val_set, model, forward, trained, optimizer, scaler, loss_fn
+
+
+def train(config: Config, runtime: Runtime) -> list[dict]:
+    """The training loop; returns the metrics of every epoch (of this and earlier runs)."""
+    train_set, val_set, model, forward, trained, optimizer, scaler, loss_fn = prepare(
+        config, runtime
+    )
+    train_loader, val_loader, sampler = make_loaders(config, runtime, train_set, val_set)
+    out = Path(config.out)
+    checkpoint_path = out / CHECKPOINT
+
+    start_epoch, history = 0, []
+    if config.resume:
+        # On the CPU: RNG states must stay CPU tensors; load_state_dict moves the rest.
+        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scaler.load_state_dict(checkpoint["scaler"])
+        set_rng_states(checkpoint["rng"])
+        start_epoch, history = checkpoint["epoch"], checkpoint["history"]
+        if runtime.main_process:
+            print(f"resuming from {checkpoint_path} after epoch {start_epoch}")
+    if runtime.main_process:
+        out.mkdir(parents=True, exist_ok=True)
+
+    for epoch in range(start_epoch + 1, config.epochs + 1):
+        started = time.perf_counter()
+        sampler.set_epoch(epoch)
+        loss_sum = torch.zeros((), dtype=runtime.sum_dtype, device=runtime.device)
+        steps = 0
+        progress = tqdm(
+            train_loader,
+            desc=f"epoch {epoch}/{config.epochs}",
+            leave=False,
+            # None: tqdm shows the bar only on a terminal.
+            disable=True if config.quiet or not runtime.main_process else None,
+        )
+        for batch in progress:
+            batch = to_device(batch, config, runtime.device)
+            loss = train_step(trained, batch, loss_fn, optimizer, scaler, runtime)
+            loss_sum += loss
+            steps += 1
+            if steps % 10 == 0 and not progress.disable:
+                progress.set_postfix(loss=f"{loss.item():.4f}")
+        progress.close()
+        totals = torch.stack(
+            [loss_sum, torch.tensor(steps, dtype=runtime.sum_dtype, device=runtime.device)]
+        )
+        if runtime.distributed:
+            dist.all_reduce(totals)
+        row = {"epoch": epoch, "train_loss": (totals[0] / totals[1]).item()}
+        row.update(evaluate(forward, val_loader, loss_fn, config, runtime))
+        history.append(row)
+        if runtime.main_process:
+            save_checkpoint(checkpoint_path, model, optimizer, scaler, epoch, history, config)
+            write_metrics(out / METRICS, history)
+            print(
+                f"epoch {epoch}/{config.epochs}  "
+                + "  ".join(f"{name} {row[name]:.4f}" for name in METRIC_COLUMNS[1:])
+                + f"  ({time.perf_counter() - started:.1f} s)",
+                flush=True,
+            )
+    if runtime.main_process:
+        if start_epoch >= config.epochs:
+            print(f"{checkpoint_path} has already trained {start_epoch} epochs: nothing to do")
+        if history:
+            plot_curves(out / CURVES, history, f"U-Net, loss {config.loss}")
+    return history
+
+
+# -- benchmark ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class BenchmarkResult:
+    images_per_second: float  # global batch / median step time
+    median_step_seconds: float
+    first_step_seconds: float  # includes compilation under --compile
+    steps: int
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def benchmark_step(config: Config, runtime: Runtime) -> Callable[[], float]:
+    """A function that runs one training step on one batch (always the same) and returns its
+    wall time in seconds, waiting for the device to finish."""
+    train_set, val_set, _, _, trained, optimizer, scaler, loss_fn = prepare(config, runtime)
+    train_loader, _, _ = make_loaders(config, runtime, train_set, val_set)
+    batch = to_device(next(iter(train_loader)), config, runtime.device)
+
+    def timed_step() -> float:
+        synchronize(runtime.device)
+        started = time.perf_counter()
+        train_step(trained, batch, loss_fn, optimizer, scaler, runtime)
+        synchronize(runtime.device)
+        return time.perf_counter() - started
+
+    return timed_step
+
+
+def summarize(first_step_seconds: float, seconds: list[float], batch_size: int) -> BenchmarkResult:
+    median = statistics.median(seconds)
+    return BenchmarkResult(batch_size / median, median, first_step_seconds, len(seconds))
+
+
+def benchmark(config: Config, runtime: Runtime, warmup: int = 3) -> BenchmarkResult:
+    """Time training steps: the first (compilation) separately, then ``warmup - 1`` untimed
+    ones, then ``config.benchmark_steps`` timed ones."""
+    timed_step = benchmark_step(config, runtime)
+    first = timed_step()
+    for _ in range(warmup - 1):
+        timed_step()
+    seconds = [timed_step() for _ in range(config.benchmark_steps)]
+    return summarize(first, seconds, config.batch_size)
+
+
+def describe(config: Config, runtime: Runtime) -> str:
+    precision = {"none": "fp32", "bf16": "bf16 autocast", "fp16": "fp16 autocast"}[config.amp]
+    options = [precision] + ["channels-last"] * config.channels_last + ["compiled"] * config.compile
+    return (
+        f"{', '.join(options)} on {runtime.device.type} x {runtime.world_size}, "
+        f"{config.image_size}x{config.image_size}, batch {config.batch_size}"
+    )
+
+
+# -- entry point --------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> list[dict] | BenchmarkResult:
+    config = parse_config(argv)
+    runtime = setup(config)
+    try:
+        if config.benchmark:
+            result = benchmark(config, runtime)
+            if runtime.main_process:
+                print(
+                    f"{describe(config, runtime)}: {result.images_per_second:.1f} images/s "
+                    f"(median of {result.steps} steps, {1000 * result.median_step_seconds:.0f} ms; "
+                    f"first step {result.first_step_seconds:.2f} s)"
+                )
+            return result
+        return train(config, runtime)
+    finally:
+        if runtime.distributed and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""What the PyTorch and the Keras training scripts share, framework-free.
+
+The scripts (``python -m companion.torch.train`` and ``python -m companion.keras.train``)
+declare their options as a dataclass of defaults (:func:`option`), build their command
+line from it (:func:`build_parser`), train the same losses on the same data, and write the
+same outputs (:func:`plot_curves`). Nothing here imports a deep-learning framework.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "BINARY_LOSSES",
+    "MULTICLASS_LOSSES",
+    "HelpFormatter",
+    "build_parser",
+    "cost_matrix",
+    "find",
+    "missing",
+    "option",
+    "plot_curves",
+]
+
+BINARY_LOSSES = ("bce", "weighted_bce", "dice", "dice_bce", "focal", "tversky")
+MULTICLASS_LOSSES = ("wce", "wce_map", "cost")
+
+
+def option(default, help: str, group: str, **argparse_kwargs):
+    """A configuration field: its default, and its --help text and group for argparse."""
+    return dataclasses.field(
+        default=default, metadata={"help": help, "group": group, **argparse_kwargs}
+    )
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+def build_parser(config_class, prog: str, description: str) -> argparse.ArgumentParser:
+    """The command-line parser of a training script, one flag per field of ``config_class``.
+
+    Each field is declared with :func:`option`; booleans become ``store_true`` flags,
+    other fields take a value of their default's type. Abbreviated flags are refused, so a
+    mistyped option is an error rather than a silent match.
+    """
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=description,
+        usage="%(prog)s [options]",
+        formatter_class=HelpFormatter,
+        allow_abbrev=False,
+    )
+    groups = {}
+    for field in dataclasses.fields(config_class):
+        kwargs = dict(field.metadata)
+        group_name = kwargs.pop("group")
+        if group_name not in groups:
+            groups[group_name] = parser.add_argument_group(group_name)
+        flag = "--" + field.name.replace("_", "-")
+        if isinstance(field.default, bool):
+            groups[group_name].add_argument(flag, action="store_true", **kwargs)
+        else:
+            kwargs.setdefault("type", type(field.default))
+            groups[group_name].add_argument(flag, default=field.default, **kwargs)
+    return parser
+
+
+def find(path: str):
+    """The object at a dotted path such as ``companion.torch.dice_loss``, or None if absent."""
+    module_name, _, attribute = path.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name != module_name:
+            raise
+        return None
+    return getattr(module, attribute, None)
+
+
+def missing(paths: Iterable[str]) -> list[str]:
+    """The dotted paths among ``paths`` that this installation does not provide."""
+    return [path for path in paths if find(path) is None]
+
+
+def cost_matrix(n_classes: int, miss_cost: float) -> np.ndarray:
+    """``cost[true, predicted]``: 0 on the diagonal, ``miss_cost`` for an object pixel
+    labelled background (column 0, rows 1 ..), 1 for every other error."""
+    cost = 1.0 - np.eye(n_classes)
+    cost[1:, 0] = miss_cost
+    return cost
+
+
+def plot_curves(path: Path, history: list[dict], title: str) -> None:
+    """Losses and scores per epoch, drawn with the Agg canvas (no display, no pyplot)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(10, 4), layout="constrained")
+    FigureCanvasAgg(figure)
+    losses, scores = figure.subplots(1, 2)
+    epochs = [row["epoch"] for row in history]
+    for name, label in (("train_loss", "training"), ("val_loss", "validation")):
+        losses.plot(epochs, [row[name] for row in history], marker="o", label=label)
+    for name in ("dice", "iou", "precision", "recall"):
+        scores.plot(epochs, [row[name] for row in history], marker="o", label=name)
+    losses.set(xlabel="epoch", ylabel="loss", title="Loss")
+    scores.set(xlabel="epoch", ylabel="score", ylim=(0, 1), title="Validation scores")
+    for axes in (losses, scores):
+        axes.legend()
+    figure.suptitle(title)
+    figure.savefig(path, dpi=100)

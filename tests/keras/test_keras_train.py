@@ -1,0 +1,258 @@
+"""python -m companion.keras.train on the current Keras backend: flags, outputs, resume, losses.
+
+`make test` runs this file under KERAS_BACKEND=tensorflow and again under KERAS_BACKEND=torch;
+the subprocesses inherit the backend.
+"""
+
+import csv
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import keras
+import numpy as np
+import pytest
+
+import companion.keras
+from companion.keras import train
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+TINY = [
+    "--device", "cpu", "--image-size", "32", "--n-train", "16", "--n-val", "8",
+    "--batch-size", "8", "--base-channels", "4", "--depth", "2", "--quiet",
+]  # fmt: skip
+
+
+def run_module(*args, timeout=120):
+    environment = {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "TF_ENABLE_ONEDNN_OPTS": "0",
+        "KERAS_BACKEND": keras.backend.backend(),
+    }
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=REPOSITORY,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def saved_variables(path: Path) -> dict[str, np.ndarray]:
+    """Every array in a .weights.h5 file (the model's and the optimizer's variables)."""
+    arrays = {}
+    with h5py.File(path, "r") as file:
+        file.visititems(
+            lambda name, item: (
+                arrays.update({name: item[()]}) if isinstance(item, h5py.Dataset) else None
+            )
+        )
+    return arrays
+
+
+@pytest.fixture(autouse=True)
+def eager(monkeypatch):
+    """In-process runs on TensorFlow train eagerly: tracing the training, evaluation and
+    prediction functions costs seconds per run. The subprocess test runs the traced path."""
+    if keras.backend.backend() != "tensorflow":
+        return
+    make_model = train.make_model
+
+    def make_eager_model(config, stats):
+        model = make_model(config, stats)
+        model.run_eagerly = True
+        return model
+
+    monkeypatch.setattr(train, "make_model", make_eager_model)
+
+
+def parse_error(capsys, argv) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        train.parse_config(argv)
+    assert exit_info.value.code == 2
+    return capsys.readouterr().err
+
+
+# -- the command line ---------------------------------------------------------------------
+
+
+def test_every_config_field_has_a_flag_with_help():
+    parser = train.build_parser()
+    actions = {action.dest: action for action in parser._actions if action.dest != "help"}
+    assert set(actions) == {field.name for field in dataclasses.fields(train.Config)}
+    for name, action in actions.items():
+        assert action.help and len(action.help) > 10, name
+
+
+def test_defaults_come_from_the_dataclass():
+    assert train.parse_config([]) == train.Config()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--channels-last"], "unrecognized arguments: --channels-last"),
+        (["--num-workers", "2"], "unrecognized arguments: --num-workers 2"),
+        (["--amp", "fp16", "--device", "cpu"], "--amp fp16 (mixed_float16) needs a GPU"),
+        (
+            ["--image-size", "30", "--depth", "2"],
+            "--image-size 30 must be a multiple of 2**depth = 4",
+        ),
+        (["--n-train", "4", "--batch-size", "8"], "--n-train 4 must hold at least one batch (8)"),
+        (["--benchmark", "--resume"], "--benchmark writes no checkpoint"),
+    ],
+)
+def test_bad_flags_are_clear_errors(capsys, argv, message):
+    assert message in parse_error(capsys, argv)
+
+
+def test_resume_needs_a_backup(capsys, tmp_path):
+    message = parse_error(capsys, ["--resume", "--out", str(tmp_path)])
+    assert f"--resume, but there is no backup at {tmp_path / 'backup'}" in message
+
+
+def test_a_loss_the_installation_lacks_is_a_clear_error(capsys, monkeypatch):
+    monkeypatch.delattr(companion.keras, "dice", raising=False)
+    message = parse_error(capsys, ["--loss", "dice"])
+    assert "--loss dice needs companion.keras.dice, which this installation does not provide" in (
+        message
+    )
+
+
+# -- a run and its outputs ----------------------------------------------------------------
+
+
+def test_the_module_trains_and_writes_its_outputs(tmp_path):
+    result = run_module(
+        "-m", "companion.keras.train", *TINY, "--epochs", "2", "--out", str(tmp_path)
+    )
+    assert result.returncode == 0, result.stderr
+    # Nothing from TensorFlow's start-up: Keras's one line per epoch, and its epoch headers.
+    assert result.stderr == ""
+    assert [line for line in result.stdout.splitlines() if line.startswith("Epoch")] == [
+        "Epoch 1/2",
+        "Epoch 2/2",
+    ]
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "backup",
+        "checkpoint.weights.h5",
+        "config.json",
+        "curves.png",
+        "metrics.csv",
+    ]
+    with open(tmp_path / "metrics.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert list(rows[0]) == list(train.METRIC_COLUMNS)
+    assert [row["epoch"] for row in rows] == ["1", "2"]
+    assert json.loads((tmp_path / "config.json").read_text())["base_channels"] == 4
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    history = train.main([*TINY, "--epochs", "2", "--out", str(straight)])
+    train.main([*TINY, "--epochs", "1", "--out", str(resumed)])
+    history_resumed = train.main([*TINY, "--epochs", "2", "--out", str(resumed), "--resume"])
+    expected = saved_variables(straight / train.CHECKPOINT)
+    variables = saved_variables(resumed / train.CHECKPOINT)
+    assert expected.keys() == variables.keys()
+    for name, values in expected.items():
+        np.testing.assert_allclose(variables[name], values, rtol=0, atol=1e-6, err_msg=name)
+    assert [row["epoch"] for row in history_resumed] == [1, 2]
+    for row, again in zip(history, history_resumed, strict=True):
+        assert row == pytest.approx(again, rel=1e-6)
+    # Without --resume, a run starts afresh, whatever backup lies in its folder.
+    assert [
+        row["epoch"] for row in train.main([*TINY, "--epochs", "1", "--out", str(resumed)])
+    ] == [1]
+
+
+def test_resume_refuses_a_different_model(capsys, tmp_path):
+    (tmp_path / "backup").mkdir()
+    (tmp_path / "backup" / "training_metadata.json").write_text('{"epoch": 1}')
+    saved = dataclasses.asdict(train.parse_config([*TINY, "--out", str(tmp_path)]))
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    message = parse_error(
+        capsys, [*TINY, "--epochs", "2", "--out", str(tmp_path), "--resume", "--depth", "1"]
+    )
+    assert "was trained with --depth 2" in message
+
+
+# -- losses, precision, benchmark ---------------------------------------------------------
+
+
+def test_wce_trains_on_the_multiclass_data(tmp_path):
+    history = train.main(
+        [*TINY, "--loss", "wce", "--n-classes", "4", "--epochs", "2", "--out", str(tmp_path)]
+    )
+    assert [row["epoch"] for row in history] == [1, 2]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert all(0.0 <= row["dice"] <= 1.0 for row in history)
+
+
+def test_wce_weights_each_pixel_by_its_balanced_class_weight():
+    config = train.parse_config(["--loss", "wce", "--n-train", "16", "--image-size", "32"])
+    (_, targets, weights), _, stats = train.make_datasets(config)
+    classes = targets.argmax(-1)
+    np.testing.assert_allclose(weights, stats["class_weights"][classes], rtol=1e-6)
+    # Balanced: every class carries the same total weight.
+    totals = [weights[classes == label].sum() for label in range(3)]
+    np.testing.assert_allclose(totals, classes.size / 3, rtol=1e-5)
+
+
+PACKAGE_LOSSES = [
+    pytest.param(
+        loss,
+        marks=pytest.mark.skipif(
+            train.missing_requirements(loss) != [],
+            reason=f"needs {', '.join(train.LOSS_REQUIREMENTS[loss])}",
+        ),
+    )
+    for loss in ("weighted_bce", "dice", "dice_bce", "focal", "tversky", "wce_map", "cost")
+]
+
+
+def first_steps(argv, steps=2):
+    """The script's data, model and loss, and the losses of its first training steps."""
+    config = train.parse_config([*TINY, *argv])
+    (images, targets, weights), _, stats = train.make_datasets(config)
+    with train.precision_policy(config.amp):
+        model = train.make_model(config, stats)
+        batch = slice(0, config.batch_size)
+        weights = None if weights is None else weights[batch]
+        losses = [
+            float(model.train_on_batch(images[batch], targets[batch], sample_weight=weights))
+            for _ in range(steps)
+        ]
+    return model, losses
+
+
+@pytest.mark.parametrize("loss", PACKAGE_LOSSES)
+def test_each_package_loss_trains(loss):
+    # A fit per loss would cost seconds each: two steps on one batch show that the data, the
+    # loss and the model fit together and that the loss goes down.
+    _, losses = first_steps(["--loss", loss, "--lr", "0.01"])
+    assert np.all(np.isfinite(losses))
+    assert losses[1] < losses[0]
+
+
+def test_mixed_bfloat16_trains_and_restores_the_policy():
+    model, losses = first_steps(["--amp", "bf16"])
+    assert model.get_layer("encoders_0_conv1").compute_dtype == "bfloat16"
+    assert np.all(np.isfinite(losses))
+    assert keras.config.dtype_policy().name == "float32"
+
+
+def test_benchmark_reports_images_per_second_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "never"
+    result = train.main([*TINY, "--benchmark", "--benchmark-steps", "2", "--out", str(out)])
+    assert result.steps == 2
+    assert result.images_per_second == pytest.approx(8 / result.median_step_seconds)
+    assert "images/s (median of 2 steps" in capsys.readouterr().out
+    assert not out.exists()

@@ -1,0 +1,274 @@
+"""python -m companion.torch.train: flags, outputs, resume, torchrun, losses, benchmark."""
+
+import csv
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import companion.torch
+from companion.torch import train
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+# A U-Net of a few thousand parameters on 32x32 images: each run takes about a second.
+TINY = [
+    "--device", "cpu", "--image-size", "32", "--n-train", "16", "--n-val", "8",
+    "--batch-size", "8", "--base-channels", "4", "--depth", "2", "--quiet",
+]  # fmt: skip
+
+
+def run_module(*args, env=None, timeout=120):
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=REPOSITORY,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def load_weights(out: Path) -> dict[str, torch.Tensor]:
+    return torch.load(out / train.CHECKPOINT, weights_only=True)["model"]
+
+
+def assert_same_weights(first: dict, second: dict, atol: float) -> None:
+    assert first.keys() == second.keys()
+    for name in first:
+        torch.testing.assert_close(first[name], second[name], rtol=0, atol=atol, msg=name)
+
+
+def parse_error(capsys, argv) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        train.parse_config(argv)
+    assert exit_info.value.code == 2
+    return capsys.readouterr().err
+
+
+# -- the command line ---------------------------------------------------------------------
+
+
+def test_every_config_field_has_a_flag_with_help():
+    parser = train.build_parser()
+    actions = {action.dest: action for action in parser._actions if action.dest != "help"}
+    assert set(actions) == {field.name for field in dataclasses.fields(train.Config)}
+    for name, action in actions.items():
+        assert action.help and len(action.help) > 10, name
+        assert action.option_strings == ["--" + name.replace("_", "-")]
+
+
+def test_defaults_come_from_the_dataclass():
+    assert train.parse_config([]) == train.Config()
+
+
+def test_help_lists_every_flag_and_the_torchrun_recipe():
+    text = train.build_parser().format_help()
+    assert text.startswith("usage: python -m companion.torch.train")
+    assert "torchrun --standalone --nproc_per_node 4 -m companion.torch.train" in text
+    for field in dataclasses.fields(train.Config):
+        assert "--" + field.name.replace("_", "-") in text
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--epoch", "3"], "unrecognized arguments: --epoch 3"),
+        (["--lo", "dice"], "unrecognized arguments: --lo dice"),
+        (["--loss", "hinge"], "argument --loss: invalid choice: 'hinge'"),
+        (["--amp", "fp16", "--device", "cpu"], "--amp fp16 needs CUDA"),
+        (
+            ["--image-size", "30", "--depth", "2"],
+            "--image-size 30 must be a multiple of 2**depth = 4",
+        ),
+        (["--n-train", "4", "--batch-size", "8"], "--n-train 4 must hold at least one batch (8)"),
+        (["--epochs", "0"], "--epochs must be >= 1"),
+        (["--lr", "0"], "--lr must be > 0"),
+        (["--n-classes", "1", "--loss", "wce"], "--n-classes must be >= 2"),
+        (["--benchmark", "--resume"], "--benchmark writes no checkpoint"),
+    ],
+)
+def test_bad_flags_are_clear_errors(capsys, argv, message):
+    assert message in parse_error(capsys, argv)
+
+
+def test_resume_needs_a_checkpoint(capsys, tmp_path):
+    message = parse_error(capsys, ["--resume", "--out", str(tmp_path)])
+    assert f"--resume, but there is no checkpoint at {tmp_path / 'checkpoint.pt'}" in message
+
+
+def test_batch_must_split_evenly_across_processes(capsys, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    message = parse_error(capsys, ["--batch-size", "8"])
+    assert "--batch-size 8 must be a multiple of the 3 processes" in message
+
+
+def test_a_loss_the_installation_lacks_is_a_clear_error(capsys, monkeypatch):
+    monkeypatch.delattr(companion.torch, "dice_loss", raising=False)
+    message = parse_error(capsys, ["--loss", "dice"])
+    assert (
+        "--loss dice needs companion.torch.dice_loss, which this installation does not provide"
+        in message
+    )
+
+
+def test_a_bad_flag_exits_the_process_with_status_2():
+    result = run_module("-m", "companion.torch.train", "--amp", "fp16", "--device", "cpu")
+    assert result.returncode == 2
+    assert "error: --amp fp16 needs CUDA" in result.stderr
+    assert result.stdout == ""
+
+
+# -- a run and its outputs ----------------------------------------------------------------
+
+
+def test_the_module_trains_and_writes_its_outputs(tmp_path):
+    result = run_module(
+        "-m", "companion.torch.train", *TINY, "--epochs", "2", "--out", str(tmp_path)
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split()[:2] for line in lines] == [["epoch", "1/2"], ["epoch", "2/2"]]
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "checkpoint.pt",
+        "curves.png",
+        "metrics.csv",
+    ]
+    with open(tmp_path / "metrics.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert list(rows[0]) == list(train.METRIC_COLUMNS)
+    assert [row["epoch"] for row in rows] == ["1", "2"]
+
+    checkpoint = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert set(checkpoint) == {"model", "optimizer", "scaler", "epoch", "history", "config", "rng"}
+    assert checkpoint["epoch"] == 2
+    assert set(checkpoint["rng"]) == {"python", "numpy", "torch", "cuda"}
+    assert checkpoint["config"]["base_channels"] == 4
+    # The history is what metrics.csv shows.
+    for row, saved in zip(rows, checkpoint["history"], strict=True):
+        np.testing.assert_allclose(float(row["val_loss"]), saved["val_loss"], rtol=1e-15)
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    history = train.main([*TINY, "--epochs", "2", "--out", str(straight)])
+    train.main([*TINY, "--epochs", "1", "--out", str(resumed)])
+    history_resumed = train.main([*TINY, "--epochs", "2", "--out", str(resumed), "--resume"])
+    assert_same_weights(load_weights(straight), load_weights(resumed), atol=1e-6)
+    assert [row["epoch"] for row in history_resumed] == [1, 2]
+    for row, again in zip(history, history_resumed, strict=True):
+        assert row == pytest.approx(again, rel=1e-6)
+    # A third run after the last epoch has nothing left to do.
+    assert (
+        train.main([*TINY, "--epochs", "2", "--out", str(resumed), "--resume"]) == history_resumed
+    )
+
+
+def test_resume_refuses_a_different_model(capsys, tmp_path):
+    train.main([*TINY, "--epochs", "1", "--out", str(tmp_path)])
+    capsys.readouterr()
+    message = parse_error(
+        capsys, [*TINY, "--epochs", "2", "--out", str(tmp_path), "--resume", "--depth", "1"]
+    )
+    assert "was trained with --depth 2" in message
+
+
+def test_torchrun_with_two_processes_trains_as_one_process(tmp_path):
+    # Global batch 8: one process takes all 8 images of a step, each of two takes 4. SGD keeps
+    # the comparison sharp (Adam would hide a gradient off by a constant factor).
+    flags = [*TINY, "--epochs", "2", "--optimizer", "sgd", "--lr", "0.1"]
+    distributed = run_module(
+        "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "companion.torch.train", *flags, "--out", str(tmp_path / "two"),
+    )  # fmt: skip
+    assert distributed.returncode == 0, distributed.stderr
+    # One thread, as in each torchrun process: with two, float32 sums over a batch's pixels
+    # run in another order and the head's bias moves by about 2e-6.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train.main([*flags, "--out", str(tmp_path / "one")])
+    finally:
+        torch.set_num_threads(threads)
+    # Rank 0 alone prints.
+    assert distributed.stdout.count("epoch 2/2") == 1
+    assert_same_weights(load_weights(tmp_path / "one"), load_weights(tmp_path / "two"), atol=1e-6)
+    # Each rank evaluated half the validation set; the pooled scores are the same.
+    one = torch.load(tmp_path / "one" / "checkpoint.pt", weights_only=True)["history"]
+    two = torch.load(tmp_path / "two" / "checkpoint.pt", weights_only=True)["history"]
+    for row, other in zip(one, two, strict=True):
+        assert row == pytest.approx(other, rel=1e-5)
+
+
+# -- losses -------------------------------------------------------------------------------
+
+
+def test_cost_matrix_charges_missed_objects_most():
+    np.testing.assert_array_equal(
+        train.cost_matrix(3, miss_cost=5.0), [[0.0, 1.0, 1.0], [5.0, 0.0, 1.0], [5.0, 1.0, 0.0]]
+    )
+
+
+def test_wce_trains_on_the_multiclass_data(tmp_path):
+    history = train.main(
+        [*TINY, "--loss", "wce", "--n-classes", "4", "--epochs", "3", "--out", str(tmp_path)]
+    )
+    assert len(history) == 3
+    # Weighted cross-entropy of 4 classes starts near log(4) and goes down.
+    assert history[-1]["train_loss"] < history[0]["train_loss"] < 2 * np.log(4)
+    assert all(0.0 <= row["dice"] <= 1.0 for row in history)
+
+
+def test_bce_loss_is_the_mean_binary_cross_entropy():
+    config = train.Config()
+    loss_fn = train.build_loss(config, {}, torch.device("cpu"))
+    logits, target = torch.tensor([[2.0, -1.0]]), torch.tensor([[1.0, 0.0]])
+    expected = np.mean([np.log1p(np.exp(-2.0)), np.log1p(np.exp(-1.0))])
+    np.testing.assert_allclose(loss_fn(logits, target, None).item(), expected, rtol=1e-6)
+
+
+PACKAGE_LOSSES = [
+    pytest.param(
+        loss,
+        marks=pytest.mark.skipif(
+            train.missing_requirements(loss) != [],
+            reason=f"needs {', '.join(train.LOSS_REQUIREMENTS[loss])}",
+        ),
+    )
+    for loss in ("weighted_bce", "dice", "dice_bce", "focal", "tversky", "wce_map", "cost")
+]
+
+
+@pytest.mark.parametrize("loss", PACKAGE_LOSSES)
+def test_each_package_loss_trains(tmp_path, loss):
+    history = train.main([*TINY, "--loss", loss, "--epochs", "2", "--out", str(tmp_path)])
+    assert len(history) == 2
+    assert all(np.isfinite(row["train_loss"]) and np.isfinite(row["val_loss"]) for row in history)
+
+
+# -- precision, memory format, benchmark --------------------------------------------------
+
+
+def test_bf16_autocast_and_channels_last_train_on_cpu(tmp_path):
+    history = train.main(
+        [*TINY, "--amp", "bf16", "--channels-last", "--epochs", "1", "--out", str(tmp_path)]
+    )
+    plain = train.main([*TINY, "--epochs", "1", "--out", str(tmp_path / "plain")])
+    # bfloat16 keeps about 3 significant digits: the first epoch's loss agrees to 2%.
+    assert history[0]["train_loss"] == pytest.approx(plain[0]["train_loss"], rel=0.02)
+    assert history[0]["train_loss"] != plain[0]["train_loss"]
+
+
+def test_benchmark_reports_images_per_second_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "never"
+    result = train.main([*TINY, "--benchmark", "--benchmark-steps", "3", "--out", str(out)])
+    assert result.steps == 3
+    assert result.images_per_second == pytest.approx(8 / result.median_step_seconds)
+    assert "images/s (median of 3 steps" in capsys.readouterr().out
+    assert not out.exists()
