@@ -90,9 +90,18 @@ def missing(paths: Iterable[str]) -> list[str]:
 
 
 def cost_matrix(n_classes: int, miss_cost: float) -> np.ndarray:
-    """``cost[true, predicted]``: 0 on the diagonal, ``miss_cost`` for an object pixel
-    labelled background (column 0, rows 1 ..), 1 for every other error."""
-    cost = 1.0 - np.eye(n_classes)
+    """``cost[true, predicted]``: ``miss_cost`` for an object pixel labelled background
+    (column 0, rows 1 ..), 1 everywhere else, the diagonal included.
+
+    The cost multiplies each pixel's cross-entropy, so a zero on the diagonal would give
+    correctly classified pixels no loss and no gradient: they could drift back across the
+    decision boundary unopposed. Ones keep plain cross-entropy there.
+
+    Example:
+        >>> cost_matrix(3, miss_cost=5.0).tolist()
+        [[1.0, 1.0, 1.0], [5.0, 1.0, 1.0], [5.0, 1.0, 1.0]]
+    """
+    cost = np.ones((n_classes, n_classes))
     cost[1:, 0] = miss_cost
     return cost
 

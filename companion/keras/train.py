@@ -135,7 +135,7 @@ class Config:
     sigma: float = option(5.0, "wce_map: border width sigma in pixels", "loss parameters")
     miss_cost: float = option(
         5.0,
-        "cost: cost of labelling an object pixel as background (every other error costs 1)",
+        "cost: cost of labelling an object pixel as background (every other pixel costs 1)",
         "loss parameters",
     )
     device: str = option(

@@ -211,7 +211,7 @@ def test_torchrun_with_two_processes_trains_as_one_process(tmp_path):
 
 def test_cost_matrix_charges_missed_objects_most():
     np.testing.assert_array_equal(
-        train.cost_matrix(3, miss_cost=5.0), [[0.0, 1.0, 1.0], [5.0, 0.0, 1.0], [5.0, 1.0, 0.0]]
+        train.cost_matrix(3, miss_cost=5.0), [[1.0, 1.0, 1.0], [5.0, 1.0, 1.0], [5.0, 1.0, 1.0]]
     )
 
 
