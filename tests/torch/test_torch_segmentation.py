@@ -571,6 +571,7 @@ def test_compiled_dice_equals_the_default_path(monkeypatch):
 
 def test_dice_tversky_focal_agree_with_monai():
     from monai import losses  # a test dependency (the test extra)
+
     logits, target = binary_data(19)
     input, target_t = tensors(logits, target)
     monai_dice = losses.DiceLoss(sigmoid=True, smooth_nr=0.5, smooth_dr=0.5, reduction="none")
