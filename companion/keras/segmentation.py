@@ -511,8 +511,9 @@ def class_weight_to_sample_weight(y_true, class_weight):
     for labels.
 
     ``Model.fit(class_weight=...)`` gives each sample the weight of its class, which for a
-    mask of many pixels per sample has no meaning (Keras 3 refuses it for outputs of rank
-    > 2). This gives each pixel the weight of its class instead, with Keras's rules: one-hot
+    mask of many pixels per sample has no clear meaning: Keras 3.15 fails on NumPy masks
+    with a ``TypeError`` and, fed from ``tf.data``, weights each pixel without saying so.
+    This gives each pixel the weight of its class, explicitly, with Keras's rules: one-hot
     labels (last axis ``C > 1``) take the class of their ``argmax``, a binary mask (last axis
     1) its rounded value (0 or 1), and classes missing from ``class_weight`` weigh 1. Pass the
     result as ``sample_weight`` to ``fit``, or return it from a ``tf.data`` map, with a loss
