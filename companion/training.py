@@ -24,6 +24,7 @@ __all__ = [
     "cost_matrix",
     "find",
     "missing",
+    "check_common_options",
     "option",
     "plot_curves",
 ]
@@ -82,6 +83,35 @@ def find(path: str):
             raise
         return None
     return getattr(module, attribute, None)
+
+
+def check_common_options(parser: argparse.ArgumentParser, config, requirements) -> None:
+    """The checks both scripts make on a parsed ``config``; a failure exits via ``parser.error``.
+
+    ``requirements`` are the dotted paths of the package functions ``config.loss`` needs.
+    """
+    for name in ("epochs", "batch_size", "n_train", "n_val", "base_channels", "depth"):
+        if getattr(config, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    if config.benchmark_steps < 1:
+        parser.error("--benchmark-steps must be >= 1")
+    if not config.lr > 0:
+        parser.error("--lr must be > 0")
+    if config.n_classes < 2:
+        parser.error("--n-classes must be >= 2 (the background and at least one class)")
+    if config.image_size % 2**config.depth:
+        parser.error(
+            f"--image-size {config.image_size} must be a multiple of 2**depth = {2**config.depth}"
+        )
+    if config.n_train < config.batch_size:
+        parser.error(
+            f"--n-train {config.n_train} must hold at least one batch ({config.batch_size})"
+        )
+    if absent := missing(requirements):
+        parser.error(
+            f"--loss {config.loss} needs {' and '.join(absent)}, which this installation "
+            "does not provide"
+        )
 
 
 def missing(paths: Iterable[str]) -> list[str]:

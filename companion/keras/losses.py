@@ -12,19 +12,12 @@ float64 twins of these losses are in :mod:`companion.reference`.
 
 from __future__ import annotations
 
-import math
-
 import keras
 from keras import ops
 
+from companion._common import check_delta as _check_delta
+
 __all__ = ["Huber", "PseudoHuber", "huber", "pseudo_huber"]
-
-
-def _check_delta(delta) -> float:
-    delta = float(delta)
-    if not 0.0 < delta < math.inf:
-        raise ValueError(f"delta must be a finite number > 0, got {delta}")
-    return delta
 
 
 def _as_tensors(y_true, y_pred):

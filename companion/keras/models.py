@@ -7,29 +7,13 @@ the PyTorch parameter path with dots replaced by underscores (``encoders_0_conv1
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import keras
 from keras import layers
 
+from companion._common import check_positive_int as _check_positive
+from companion._common import group_count
+
 __all__ = ["group_count", "unet"]
-
-
-def group_count(channels: int) -> int:
-    """The number of GroupNormalization groups for ``channels`` channels: ``gcd(8, channels)``.
-
-    Example:
-        >>> [group_count(channels) for channels in (4, 12, 16, 256)]
-        [4, 4, 8, 8]
-    """
-    return math.gcd(8, channels)
-
-
-def _check_positive(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
 
 
 def _double_conv(x, channels: int, name: str):

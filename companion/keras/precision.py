@@ -19,10 +19,13 @@ positive one, against the rest.
 from __future__ import annotations
 
 import math
-import numbers
 
 import keras
 from keras import ops
+
+from companion._common import check_beta as _check_beta
+from companion._common import check_class_index as _check_class_index
+from companion._common import check_target_recall as _check_target_recall
 
 __all__ = ["PrecisionAtRecall", "SoftFBeta", "soft_fbeta"]
 
@@ -37,35 +40,11 @@ PROBABILITY_CLIP = 1e-7
 SURROGATES = ("cross_entropy", "hinge")
 
 
-def _check_beta(beta) -> float:
-    beta = float(beta)
-    if not 0.0 < beta < math.inf:
-        raise ValueError(f"beta must be a finite number > 0, got {beta}")
-    return beta
-
-
 def _check_epsilon(epsilon) -> float:
     epsilon = float(epsilon)
     if not 0.0 <= epsilon < math.inf:
         raise ValueError(f"epsilon must be a finite number >= 0, got {epsilon}")
     return epsilon
-
-
-def _check_target_recall(target_recall) -> float:
-    target_recall = float(target_recall)
-    if not 0.0 < target_recall < 1.0:
-        raise ValueError(f"target_recall must lie in the open interval (0, 1), got {target_recall}")
-    return target_recall
-
-
-def _check_class_index(class_index) -> int | None:
-    if class_index is None:
-        return None
-    if isinstance(class_index, bool) or not isinstance(class_index, numbers.Integral):
-        raise ValueError(f"class_index must be None or an int >= 0, got {class_index!r}")
-    if class_index < 0:
-        raise ValueError(f"class_index must be None or an int >= 0, got {class_index}")
-    return int(class_index)
 
 
 def _shape(x) -> tuple:

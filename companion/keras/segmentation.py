@@ -25,13 +25,14 @@ float32 and returned in their own dtype. Only ``keras.ops`` is used. The float64
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 import keras
 import numpy as np
 from keras import ops
 
+from companion._common import check_alpha as _check_alpha
+from companion._common import check_number as _check_number
 from companion.keras.losses import _as_tensors
 
 __all__ = [
@@ -56,22 +57,6 @@ _HALF = ("float16", "bfloat16")
 
 
 # ------------------------------------------------------------------------------------ checks
-
-
-def _check_number(name: str, value, *, strict: bool = False) -> float:
-    value = float(value)
-    if not (value > 0.0 if strict else value >= 0.0) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} 0, got {value}")
-    return value
-
-
-def _check_alpha(alpha) -> float | None:
-    if alpha is None:
-        return None
-    alpha = float(alpha)
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be None or a number in [0, 1], got {alpha}")
-    return alpha
 
 
 def _prepare(y_true, y_pred, *, classes: bool = False):

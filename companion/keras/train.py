@@ -210,28 +210,7 @@ def parse_config(argv: list[str] | None = None) -> Config:
     """Parse the command line into a :class:`Config`; bad combinations exit with an error."""
     parser = build_parser()
     config = Config(**vars(parser.parse_args(argv)))
-    for name in ("epochs", "batch_size", "n_train", "n_val", "base_channels", "depth"):
-        if getattr(config, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1")
-    if config.benchmark_steps < 1:
-        parser.error("--benchmark-steps must be >= 1")
-    if not config.lr > 0:
-        parser.error("--lr must be > 0")
-    if config.n_classes < 2:
-        parser.error("--n-classes must be >= 2 (the background and at least one class)")
-    if config.image_size % 2**config.depth:
-        parser.error(
-            f"--image-size {config.image_size} must be a multiple of 2**depth = {2**config.depth}"
-        )
-    if config.n_train < config.batch_size:
-        parser.error(
-            f"--n-train {config.n_train} must hold at least one batch ({config.batch_size})"
-        )
-    if missing := missing_requirements(config.loss):
-        parser.error(
-            f"--loss {config.loss} needs {' and '.join(missing)}, which this installation "
-            "does not provide"
-        )
+    training.check_common_options(parser, config, LOSS_REQUIREMENTS[config.loss])
     gpus = 0 if config.device == "cpu" else gpu_count()
     torch_backend = keras.backend.backend() == "torch"
     if config.device == "cpu" and torch_backend and keras.ops.zeros(()).device.type != "cpu":

@@ -11,22 +11,15 @@ The float64 twins of these losses, and their closed-form gradients, are in
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from companion._common import check_delta as _check_delta
+
 __all__ = ["HuberLoss", "PseudoHuberLoss", "huber_loss", "pseudo_huber_loss"]
 
 REDUCTIONS = ("mean", "sum", "none")
-
-
-def _check_delta(delta) -> float:
-    delta = float(delta)
-    if not 0.0 < delta < math.inf:
-        raise ValueError(f"delta must be a finite number > 0, got {delta}")
-    return delta
 
 
 def _check_reduction(reduction: str) -> str:

@@ -6,31 +6,13 @@ here, underscores in Keras), so weights copy across and the outputs agree.
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import torch
 from torch import Tensor, nn
 
+from companion._common import check_positive_int as _check_positive
+from companion._common import group_count
+
 __all__ = ["UNet", "group_count"]
-
-
-def group_count(channels: int) -> int:
-    """The number of GroupNorm groups for ``channels`` channels: ``gcd(8, channels)``.
-
-    Eight groups, as many as divide the channel count of a narrow test model.
-
-    Example:
-        >>> [group_count(channels) for channels in (4, 12, 16, 256)]
-        [4, 4, 8, 8]
-    """
-    return math.gcd(8, channels)
-
-
-def _check_positive(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
 
 
 class DoubleConv(nn.Module):

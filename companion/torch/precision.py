@@ -23,11 +23,15 @@ class indices of shape ``(N, *)``).
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from companion._common import check_beta as _check_beta
+from companion._common import check_choice as _check_choice
+from companion._common import check_class_index as _check_class_index
+from companion._common import check_target_recall as _check_target_recall
 
 __all__ = [
     "PrecisionAtRecallLoss",
@@ -56,36 +60,6 @@ def _check_eps(eps) -> float:
     if not 0.0 <= eps < math.inf:
         raise ValueError(f"eps must be a finite number >= 0, got {eps}")
     return eps
-
-
-def _check_beta(beta) -> float:
-    beta = float(beta)
-    if not 0.0 < beta < math.inf:
-        raise ValueError(f"beta must be a finite number > 0, got {beta}")
-    return beta
-
-
-def _check_target_recall(target_recall) -> float:
-    target_recall = float(target_recall)
-    if not 0.0 < target_recall < 1.0:
-        raise ValueError(f"target_recall must lie in the open interval (0, 1), got {target_recall}")
-    return target_recall
-
-
-def _check_class_index(class_index) -> int | None:
-    if class_index is None:
-        return None
-    if isinstance(class_index, bool) or not isinstance(class_index, numbers.Integral):
-        raise ValueError(f"class_index must be None or an int >= 0, got {class_index!r}")
-    if class_index < 0:
-        raise ValueError(f"class_index must be None or an int >= 0, got {class_index}")
-    return int(class_index)
-
-
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
-    return value
 
 
 def _check_shapes(input: Tensor, target: Tensor, class_index: int | None) -> None:

@@ -20,12 +20,13 @@ The float64 twins of these losses are in :mod:`companion.reference`.
 from __future__ import annotations
 
 import functools
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from companion._common import check_alpha as _check_alpha
+from companion._common import check_number as _check_number
 from companion.torch.losses import _check_reduction
 
 __all__ = [
@@ -49,23 +50,6 @@ _HALF = (torch.float16, torch.bfloat16)
 
 
 # ----------------------------------------------------------------------------- argument checks
-
-
-def _check_number(name: str, value, *, low: float = 0.0, strict: bool = False) -> float:
-    value = float(value)
-    if not (value > low if strict else value >= low) or not math.isfinite(value):
-        relation = ">" if strict else ">="
-        raise ValueError(f"{name} must be a finite number {relation} {low:g}, got {value}")
-    return value
-
-
-def _check_alpha(alpha) -> float | None:
-    if alpha is None:
-        return None
-    alpha = float(alpha)
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be None or a number in [0, 1], got {alpha}")
-    return alpha
 
 
 def _check_binary(input: Tensor, target: Tensor, *, per_sample: bool = False) -> None:

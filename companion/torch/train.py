@@ -183,32 +183,13 @@ def parse_config(argv: list[str] | None = None) -> Config:
     """Parse the command line into a :class:`Config`; bad combinations exit with an error."""
     parser = build_parser()
     config = Config(**vars(parser.parse_args(argv)))
-    for name in ("epochs", "batch_size", "n_train", "n_val", "base_channels", "depth"):
-        if getattr(config, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1")
-    if config.benchmark_steps < 1 or config.num_workers < 0:
-        parser.error("--benchmark-steps must be >= 1 and --num-workers >= 0")
-    if not config.lr > 0:
-        parser.error("--lr must be > 0")
-    if config.n_classes < 2:
-        parser.error("--n-classes must be >= 2 (the background and at least one class)")
-    if config.image_size % 2**config.depth:
-        parser.error(
-            f"--image-size {config.image_size} must be a multiple of 2**depth = {2**config.depth}"
-        )
-    if missing := missing_requirements(config.loss):
-        parser.error(
-            f"--loss {config.loss} needs {' and '.join(missing)}, which this installation "
-            "does not provide"
-        )
+    training.check_common_options(parser, config, LOSS_REQUIREMENTS[config.loss])
+    if config.num_workers < 0:
+        parser.error("--num-workers must be >= 0")
     processes = world_size()
     if config.batch_size % processes:
         parser.error(
             f"--batch-size {config.batch_size} must be a multiple of the {processes} processes"
-        )
-    if config.n_train < config.batch_size:
-        parser.error(
-            f"--n-train {config.n_train} must hold at least one batch ({config.batch_size})"
         )
 
     if config.device == "cuda" and not torch.cuda.is_available():
