@@ -20,6 +20,7 @@ __all__ = [
     "BINARY_LOSSES",
     "MULTICLASS_LOSSES",
     "HelpFormatter",
+    "TrainingOptions",
     "build_parser",
     "cost_matrix",
     "find",
@@ -38,6 +39,62 @@ def option(default, help: str, group: str, **argparse_kwargs):
     return dataclasses.field(
         default=default, metadata={"help": help, "group": group, **argparse_kwargs}
     )
+
+
+@dataclasses.dataclass
+class TrainingOptions:
+    """The options both training scripts take: loss, schedule, data, model, loss parameters.
+
+    Each script's ``Config`` subclasses this and adds its system and output options; a
+    field redefined there (``batch_size``, whose meaning under distribution differs) keeps
+    its place in ``--help``.
+    """
+
+    loss: str = option(
+        "bce",
+        "the loss; bce, weighted_bce, dice, dice_bce, focal and tversky train on small_targets "
+        "(binary), wce, wce_map and cost on touching_shapes (multi-class)",
+        "training",
+        choices=BINARY_LOSSES + MULTICLASS_LOSSES,
+    )
+    epochs: int = option(10, "total number of epochs (also when resuming)", "training")
+    optimizer: str = option(
+        "adam", "Adam, or SGD with momentum 0.9", "training", choices=("adam", "sgd")
+    )
+    lr: float = option(1e-3, "learning rate", "training")
+    seed: int = option(0, "seed of the data, the initial weights and the shuffling", "training")
+    image_size: int = option(64, "height and width of the images, a multiple of 2**depth", "data")
+    n_train: int = option(512, "number of training images (seed --seed)", "data")
+    n_val: int = option(128, "number of validation images (seed --seed + 1)", "data")
+    n_classes: int = option(3, "classes of the multi-class data, background included", "data")
+    base_channels: int = option(16, "channels of the U-Net's first level", "model")
+    depth: int = option(4, "number of poolings of the U-Net", "model")
+    pos_weight: float | None = option(
+        None,
+        "weighted_bce: weight of the positive pixels; None: negatives / positives of the "
+        "training masks",
+        "loss parameters",
+        type=float,
+    )
+    focal_gamma: float = option(2.0, "focal: the focusing exponent gamma", "loss parameters")
+    tversky_alpha: float = option(0.3, "tversky: weight of false positives", "loss parameters")
+    tversky_beta: float = option(0.7, "tversky: weight of false negatives", "loss parameters")
+    w0: float = option(10.0, "wce_map: border weight w0 of the U-Net weight map", "loss parameters")
+    sigma: float = option(5.0, "wce_map: border width sigma in pixels", "loss parameters")
+    miss_cost: float = option(
+        5.0,
+        "cost: cost of labelling an object pixel as background (every other pixel costs 1)",
+        "loss parameters",
+    )
+    batch_size: int = option(16, "global batch size", "training")
+
+    @property
+    def binary(self) -> bool:
+        return self.loss in BINARY_LOSSES
+
+    @property
+    def out_channels(self) -> int:
+        return 1 if self.binary else self.n_classes
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):

@@ -57,8 +57,6 @@ from companion.data import (
 )
 from companion.keras.models import unet
 from companion.training import (
-    BINARY_LOSSES,
-    MULTICLASS_LOSSES,
     cost_matrix,
     find,
     option,
@@ -100,44 +98,9 @@ MUST_MATCH_ON_RESUME = (
 
 
 @dataclasses.dataclass
-class Config:
-    loss: str = option(
-        "bce",
-        "the loss; bce, weighted_bce, dice, dice_bce, focal and tversky train on small_targets "
-        "(binary), wce, wce_map and cost on touching_shapes (multi-class)",
-        "training",
-        choices=BINARY_LOSSES + MULTICLASS_LOSSES,
-    )
-    epochs: int = option(10, "total number of epochs (also when resuming)", "training")
+class Config(training.TrainingOptions):
+    # The options both scripts share are in TrainingOptions; these are this script's.
     batch_size: int = option(16, "global batch size (split across GPUs when mirrored)", "training")
-    optimizer: str = option(
-        "adam", "Adam, or SGD with momentum 0.9", "training", choices=("adam", "sgd")
-    )
-    lr: float = option(1e-3, "learning rate", "training")
-    seed: int = option(0, "seed of the data, the initial weights and the shuffling", "training")
-    image_size: int = option(64, "height and width of the images, a multiple of 2**depth", "data")
-    n_train: int = option(512, "number of training images (seed --seed)", "data")
-    n_val: int = option(128, "number of validation images (seed --seed + 1)", "data")
-    n_classes: int = option(3, "classes of the multi-class data, background included", "data")
-    base_channels: int = option(16, "channels of the U-Net's first level", "model")
-    depth: int = option(4, "number of poolings of the U-Net", "model")
-    pos_weight: float | None = option(
-        None,
-        "weighted_bce: weight of the positive pixels; None: negatives / positives of the "
-        "training masks",
-        "loss parameters",
-        type=float,
-    )
-    focal_gamma: float = option(2.0, "focal: the focusing exponent gamma", "loss parameters")
-    tversky_alpha: float = option(0.3, "tversky: weight of false positives", "loss parameters")
-    tversky_beta: float = option(0.7, "tversky: weight of false negatives", "loss parameters")
-    w0: float = option(10.0, "wce_map: border weight w0 of the U-Net weight map", "loss parameters")
-    sigma: float = option(5.0, "wce_map: border width sigma in pixels", "loss parameters")
-    miss_cost: float = option(
-        5.0,
-        "cost: cost of labelling an object pixel as background (every other pixel costs 1)",
-        "loss parameters",
-    )
     device: str = option(
         "auto",
         "auto: the GPUs if there are any, else the CPU",
@@ -166,14 +129,6 @@ class Config:
         20, "--benchmark: timed steps, after 3 warm-up steps; the median is reported", "output"
     )
     quiet: bool = option(False, "no progress bars (one line per epoch)", "output")
-
-    @property
-    def binary(self) -> bool:
-        return self.loss in BINARY_LOSSES
-
-    @property
-    def out_channels(self) -> int:
-        return 1 if self.binary else self.n_classes
 
 
 def build_parser() -> argparse.ArgumentParser:
