@@ -436,11 +436,22 @@ def test_gradcheck(name):
 def test_hand_written_backwards_are_not_twice_differentiable():
     input = torch.randn(2, 4, dtype=torch.float64, requires_grad=True)
     target = torch.ones(2, 4, dtype=torch.float64)
-    for name, loss_fn in (("dice_loss", dice_loss), ("focal_loss", focal_loss)):
+    classes = torch.tensor([0, 3])
+    losses = (
+        ("dice_loss", lambda: dice_loss(input, target)),
+        ("focal_loss", lambda: focal_loss(input, target)),
+        (
+            "cost_sensitive_cross_entropy",
+            lambda: cost_sensitive_cross_entropy(
+                input, classes, torch.ones(4, 4, dtype=torch.float64)
+            ),
+        ),
+    )
+    for name, loss_fn in losses:
         with pytest.raises(RuntimeError, match=f"backward of {name}.* not twice differentiable"):
-            torch.autograd.grad(loss_fn(input, target), input, create_graph=True)
+            torch.autograd.grad(loss_fn(), input, create_graph=True)
         # The first derivative alone is fine.
-        (grad,) = torch.autograd.grad(loss_fn(input, target), input)
+        (grad,) = torch.autograd.grad(loss_fn(), input)
         assert torch.all(torch.isfinite(grad))
 
 
@@ -769,3 +780,7 @@ def test_first_argmax_is_argmax_with_ties_to_the_first():
     assert torch.equal(segmentation._first_argmax(scores[:, :, 0, 0]), scores[:, :, 0, 0].argmax(1))
     with_nan = torch.tensor([[float("nan"), 1.0, 2.0]])
     assert segmentation._first_argmax(with_nan).item() in range(3)
+    # Beyond 255 classes the countdown needs more than 8 bits.
+    for n_classes in (255, 256, 300):
+        many = torch.randint(0, 4, (6, n_classes, 3), generator=generator).float()
+        assert torch.equal(segmentation._first_argmax(many), many.argmax(1))
