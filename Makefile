@@ -1,5 +1,6 @@
 # The book and its companion package. `make test` and `make book` are all a reader needs;
-# both create .venv (stdlib venv) and install the pinned CPU stack on first use.
+# both create .venv (stdlib venv) and install the pinned CPU stack on first use. `make test`
+# also builds the book and reads every page offline in headless Chromium (tests/browser).
 
 PYTHON ?= python3
 VENV := .venv
@@ -14,7 +15,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export TF_ENABLE_ONEDNN_OPTS := 0
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help install test unit nbval book bench execute lint format clean distclean
+.PHONY: help install test unit nbval book browser bench execute lint format clean distclean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -32,21 +33,31 @@ NBVAL := --nbval --nbval-current-env --nbval-sanitize-with book/sanitize.cfg
 # Keras code must run on both backends; the backend is fixed per process, so the Keras
 # tests run a second time under KERAS_BACKEND=torch.
 KERAS_TORCH_RUN = $(if $(wildcard tests/keras),KERAS_BACKEND=torch $(PYTEST) tests/keras companion/keras --doctest-modules)
+# tests/browser reads the built book, so the runs before the book is built leave it out.
+NOT_BROWSER := --ignore=tests/browser
+BUILD_BOOK := $(BIN)/jupyter-book build --all --warningiserror --nitpick --keep-going .
+# One headless Chromium for all pages, so not spread over pytest-xdist workers.
+BROWSER_TEST := $(BIN)/python -m pytest tests/browser
 
-test: $(STAMP)  ## unit tests, docstring examples and every notebook under nbval
-	KERAS_BACKEND=tensorflow $(PYTEST) tests companion --doctest-modules $(NBVAL) $(NOTEBOOKS)
+test: $(STAMP)  ## unit tests, doctests, every notebook under nbval, then build the book and read it offline
+	KERAS_BACKEND=tensorflow $(PYTEST) tests companion $(NOT_BROWSER) --doctest-modules $(NBVAL) $(NOTEBOOKS)
 	$(KERAS_TORCH_RUN)
+	$(BUILD_BOOK)
+	$(BROWSER_TEST)
 
 unit: $(STAMP)  ## unit tests and doctests only (both Keras backends)
-	KERAS_BACKEND=tensorflow $(PYTEST) tests companion --doctest-modules
+	KERAS_BACKEND=tensorflow $(PYTEST) tests companion $(NOT_BROWSER) --doctest-modules
 	$(KERAS_TORCH_RUN)
 
 nbval: $(STAMP)  ## notebooks only, outputs compared with the stored ones
 	$(PYTEST) $(NBVAL) $(NOTEBOOKS)
 
 book: $(STAMP)  ## execute every notebook and build the HTML book into _build/html
-	$(BIN)/jupyter-book build --all --warningiserror --nitpick --keep-going .
+	$(BUILD_BOOK)
 	@echo "Open file://$(CURDIR)/_build/html/index.html"
+
+browser: $(STAMP)  ## open every page of the built book in offline Chromium (BOOK_HTML=dir)
+	$(BROWSER_TEST)
 
 bench: $(STAMP)  ## run the benchmarks in benchmarks/ (installs the bench extra: MONAI)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[bench]"

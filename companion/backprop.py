@@ -6,7 +6,7 @@ The network is the one of the chapter "How PyTorch updates weights"::
     output = W2 @ hidden     # W2: (1, 2), shaped like torch.nn.Linear(2, 1).weight
 
 Everything is NumPy in float64, so the numbers can be compared with autograd's to the
-last digit. Backpropagation is the chain rule applied from the loss backwards:
+last digit. Backpropagation is the chain rule applied from the loss backwards::
 
     dL/doutput = loss'(output - target)                      (1,)
     dL/dW2     = dL/doutput[:, None] * hidden[None, :]        (1, 2)
@@ -30,6 +30,7 @@ import numpy as np
 
 __all__ = ["LOSSES", "backward", "forward", "loss_value"]
 
+#: The losses that :func:`forward`, :func:`loss_value` and :func:`backward` accept.
 LOSSES = ("l1", "mse", "half_mse")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -30,7 +31,9 @@ __all__ = [
     "plot_curves",
 ]
 
+#: The ``--loss`` values of binary segmentation (trained on small_targets, one output channel).
 BINARY_LOSSES = ("bce", "weighted_bce", "dice", "dice_bce", "focal", "tversky")
+#: The ``--loss`` values of multi-class segmentation (trained on touching_shapes).
 MULTICLASS_LOSSES = ("wce", "wce_map", "cost")
 
 
@@ -98,7 +101,16 @@ class TrainingOptions:
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
+    """Shows each option's default, and the script's docstring as it is written."""
+
+
+def _plain_text(docstring: str) -> str:
+    r"""A docstring as a terminal shows it: no ````literal```` quotes, ``::`` read as ``:``.
+
+    >>> _plain_text("Train a model::\n\n    run it\n\nIn ``--out``: files.")
+    'Train a model:\n\n    run it\n\nIn --out: files.'
+    """
+    return re.sub(r"::$", ":", docstring.replace("``", ""), flags=re.MULTILINE)
 
 
 def build_parser(config_class, prog: str, description: str) -> argparse.ArgumentParser:
@@ -106,11 +118,13 @@ def build_parser(config_class, prog: str, description: str) -> argparse.Argument
 
     Each field is declared with :func:`option`; booleans become ``store_true`` flags,
     other fields take a value of their default's type. Abbreviated flags are refused, so a
-    mistyped option is an error rather than a silent match.
+    mistyped option is an error rather than a silent match. ``description`` is the script's
+    docstring, which the API reference also renders: its reStructuredText literals
+    (````--out````) and literal-block markers (a line ending in ``::``) are shown plain.
     """
     parser = argparse.ArgumentParser(
         prog=prog,
-        description=description,
+        description=_plain_text(description),
         usage="%(prog)s [options]",
         formatter_class=HelpFormatter,
         allow_abbrev=False,

@@ -337,6 +337,7 @@ class PrecisionAtRecall(keras.losses.Loss):
         if not 0.0 <= multiplier_init < math.inf:
             raise ValueError(f"multiplier_init must be a finite number >= 0, got {multiplier_init}")
         self.multiplier_init = multiplier_init
+        #: The Lagrange multiplier ``lambda``, trained by gradient ascent, kept ``>= 0``.
         self.multiplier = keras.Variable(
             multiplier_init, dtype=self.dtype, trainable=True, name="lagrange_multiplier"
         )

@@ -2,17 +2,19 @@
 
 Weighted BCE, Dice, Dice + BCE, focal, Tversky, and weighted and cost-sensitive categorical
 cross-entropy, each as a function and a registered ``keras.losses.Loss`` subclass, plus
-:func:`class_weight_to_sample_weight`. They follow ``keras.losses``' habits: ``(y_true,
-y_pred)`` order, probabilities by default (``from_logits=False``), and functions that return
-unreduced values, which the ``Loss`` classes weight by ``sample_weight`` and reduce:
+:func:`~companion.keras.class_weight_to_sample_weight`. They follow ``keras.losses``' habits:
+``(y_true, y_pred)`` order, probabilities by default (``from_logits=False``), and functions
+that return unreduced values, which the ``Loss`` classes weight by ``sample_weight`` and
+reduce (every name below is imported from :mod:`companion.keras`):
 
 - per pixel, shape ``(N, H, W)``: the channel (last) axis reduced, as
   ``keras.losses.binary_crossentropy`` does, so that a per-pixel ``sample_weight`` (a weight
-  map, or :func:`class_weight_to_sample_weight`) applies: :func:`weighted_bce`,
-  :func:`focal`, :func:`weighted_categorical_crossentropy`,
-  :func:`cost_sensitive_categorical_crossentropy`;
-- per sample, shape ``(N,)``: every non-batch axis pooled: :func:`dice`, :func:`dice_bce`,
-  :func:`tversky`.
+  map, or :func:`~companion.keras.class_weight_to_sample_weight`) applies:
+  :func:`~companion.keras.weighted_bce`, :func:`~companion.keras.focal`,
+  :func:`~companion.keras.weighted_categorical_crossentropy`,
+  :func:`~companion.keras.cost_sensitive_categorical_crossentropy`;
+- per sample, shape ``(N,)``: every non-batch axis pooled: :func:`~companion.keras.dice`,
+  :func:`~companion.keras.dice_bce`, :func:`~companion.keras.tversky`.
 
 These values equal the ``reduction="none"`` values of the PyTorch twins in
 :mod:`companion.torch` (channels first there) on the same data. Unlike ``keras.losses``,

@@ -1,4 +1,4 @@
-"""Train a U-Net with Keras 3 on synthetic segmentation data with any of the package's losses.
+"""Train a U-Net with Keras 3 on synthetic segmentation data with any of the package's losses::
 
     python -m companion.keras.train --loss bce --epochs 3 --image-size 64 --n-train 256
     KERAS_BACKEND=torch python -m companion.keras.train --loss wce --amp bf16
@@ -7,18 +7,18 @@
 The Keras twin of companion.torch.train, with the same flags where they apply (channels are
 always last here, and the data live in memory). It runs on the TensorFlow and the PyTorch
 backends (KERAS_BACKEND). Binary losses train on companion.data.small_targets (one output
-channel), multi-class losses on companion.data.touching_shapes (--n-classes channels, one-hot
+channel), multi-class losses on companion.data.touching_shapes (``--n-classes`` channels, one-hot
 targets); the model outputs logits and every loss takes them with from_logits=True.
 
-Devices: Keras places the work on a GPU when there is one (--device cpu keeps it on the
+Devices: Keras places the work on a GPU when there is one (``--device cpu`` keeps it on the
 CPU). With the TensorFlow backend and more than one GPU, training runs under
-tf.distribute.MirroredStrategy; --batch-size is the global batch. Mixed precision goes
+tf.distribute.MirroredStrategy; ``--batch-size`` is the global batch. Mixed precision goes
 through Keras's dtype policy (mixed_bfloat16, or mixed_float16 with loss scaling, GPU only).
 
-In --out: config.json (the flags, checked by --resume); after every epoch,
+In ``--out``: config.json (the flags, checked by ``--resume``); after every epoch,
 checkpoint.weights.h5 (the model's and the optimizer's variables, written to a temporary file
 and renamed; model.load_weights reads it), backup/ (keras.callbacks.BackupAndRestore's
-training state, which --resume continues from) and metrics.csv (keras.callbacks.CSVLogger:
+training state, which ``--resume`` continues from) and metrics.csv (keras.callbacks.CSVLogger:
 epoch, train_loss, val_loss, dice, iou, precision, recall on the validation set, pooled over
 its pixels and macro-averaged over the non-background classes); at the end, curves.png. The
 training batches come in an order fixed by the seed and the epoch, so a run of 1 epoch
@@ -64,7 +64,7 @@ from companion.training import (
 )
 from companion.weightmaps import balanced_class_weights
 
-# The package functions each loss needs beyond Keras's built-ins, looked up at run time.
+#: The package functions each loss needs beyond Keras's built-ins, looked up at run time.
 LOSS_REQUIREMENTS = {
     "bce": (),
     "weighted_bce": ("companion.keras.weighted_bce",),
@@ -99,6 +99,12 @@ MUST_MATCH_ON_RESUME = (
 
 @dataclasses.dataclass
 class Config(training.TrainingOptions):
+    """The script's options, one command-line flag each (``--help`` lists them).
+
+    Those of :class:`~companion.training.TrainingOptions`, plus the system options (device,
+    precision policy, compilation) and the output options of this script.
+    """
+
     # The options both scripts share are in TrainingOptions; these are this script's.
     batch_size: int = option(16, "global batch size (split across GPUs when mirrored)", "training")
     device: str = option(
@@ -287,6 +293,7 @@ class ShuffledBatches(keras.utils.PyDataset):
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
+        """Fix the batch order of ``epoch``: a permutation seeded by ``(seed, epoch)``."""
         self.order = np.random.default_rng([self.seed, epoch]).permutation(len(self.arrays[0]))
 
     def __len__(self) -> int:
@@ -405,6 +412,7 @@ class AtomicCheckpoint(keras.callbacks.Callback):
 
 
 def read_metrics(path: Path) -> list[dict]:
+    """The rows of a ``metrics.csv``, as dictionaries of floats."""
     with open(path, newline="") as file:
         return [{name: float(value) for name, value in row.items()} for row in csv.DictReader(file)]
 
@@ -463,6 +471,8 @@ def train(config: Config) -> list[dict]:
 
 @dataclasses.dataclass
 class BenchmarkResult:
+    """The throughput that :func:`benchmark` measured, and the step times behind it."""
+
     images_per_second: float  # global batch / median step time
     median_step_seconds: float
     first_step_seconds: float  # includes tracing and compilation
@@ -496,6 +506,7 @@ def benchmark(config: Config, warmup: int = 3) -> BenchmarkResult:
 
 
 def main(argv: list[str] | None = None) -> list[dict] | BenchmarkResult:
+    """Run the script on ``argv``: train and return every epoch's metrics, or benchmark."""
     config = parse_config(argv)
     keras.utils.clear_session()
     keras.utils.set_random_seed(config.seed)

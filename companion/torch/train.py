@@ -1,4 +1,4 @@
-"""Train a U-Net on synthetic segmentation data with any of the package's losses.
+"""Train a U-Net on synthetic segmentation data with any of the package's losses::
 
     python -m companion.torch.train --loss bce --epochs 3 --image-size 64 --n-train 256
     python -m companion.torch.train --loss wce --device cuda --amp bf16 --channels-last --compile
@@ -6,21 +6,21 @@
     python -m companion.torch.train --benchmark --image-size 128 --batch-size 16
 
 Binary losses train on companion.data.small_targets (one output channel, about 1% positive
-pixels), multi-class losses on companion.data.touching_shapes (--n-classes output channels).
+pixels), multi-class losses on companion.data.touching_shapes (``--n-classes`` output channels).
 The model outputs logits; every loss takes them as they are.
 
 The same command runs on a laptop CPU, one GPU or many. The device is picked at run time
 (CUDA, then MPS, then CPU). Launched by torchrun (which sets RANK, WORLD_SIZE, LOCAL_RANK),
 each process trains with DistributedDataParallel (gloo on CPU, NCCL on CUDA) on its share of
-every batch: --batch-size is the global batch, split evenly, so the updates are those of one
+every batch: ``--batch-size`` is the global batch, split evenly, so the updates are those of one
 process on the same batches (the U-Net's GroupNorm does not mix samples, the losses average
 over them). Rank 0 alone shows progress, logs and writes.
 
-In --out, after every epoch: checkpoint.pt (written to a temporary file, then renamed; it
+In ``--out``, after every epoch: checkpoint.pt (written to a temporary file, then renamed; it
 holds the model's state dict, the optimizer, the grad scaler, the epoch, the metrics so far,
 the configuration and the RNG states, and loads with torch.load(..., weights_only=True)) and
 metrics.csv (epoch, train_loss, val_loss, dice, iou, precision, recall on the validation
-set, macro-averaged over the non-background classes); at the end, curves.png. --resume
+set, macro-averaged over the non-background classes); at the end, curves.png. ``--resume``
 continues from checkpoint.pt: a run of 2 epochs and a run of 1 epoch resumed to 2 end with
 the same weights.
 
@@ -58,7 +58,7 @@ from companion.training import (
 )
 from companion.weightmaps import balanced_class_weights
 
-# The package functions each loss needs beyond PyTorch's built-ins, looked up at run time.
+#: The package functions each loss needs beyond PyTorch's built-ins, looked up at run time.
 LOSS_REQUIREMENTS = {
     "bce": (),
     "weighted_bce": ("companion.torch.weighted_bce_loss",),
@@ -88,6 +88,12 @@ MUST_MATCH_ON_RESUME = (
 
 @dataclasses.dataclass
 class Config(training.TrainingOptions):
+    """The script's options, one command-line flag each (``--help`` lists them).
+
+    Those of :class:`~companion.training.TrainingOptions`, plus the system options (device,
+    precision, compilation, data loading) and the output options of this script.
+    """
+
     # The options both scripts share are in TrainingOptions; these are this script's.
     batch_size: int = option(
         16, "global batch size, split evenly across torchrun processes", "training"
@@ -197,6 +203,8 @@ def pick_device(name: str) -> torch.device:
 
 @dataclasses.dataclass
 class Runtime:
+    """Where and how this process runs, as :func:`setup` found it."""
+
     device: torch.device
     rank: int  # this process's rank, 0 without torchrun
     world_size: int  # number of processes
@@ -441,6 +449,7 @@ def rng_states() -> dict:
 
 
 def set_rng_states(states: dict) -> None:
+    """Restore the random number generators' states saved by :func:`rng_states`."""
     version, internal, gauss_next = states["python"]
     random.setstate((version, tuple(internal), gauss_next))
     name, keys, position, has_gauss, cached_gaussian = states["numpy"]
@@ -469,6 +478,7 @@ def save_checkpoint(path: Path, model, optimizer, scaler, epoch, history, config
 
 
 def write_metrics(path: Path, history: list[dict]) -> None:
+    """Write one row of ``METRIC_COLUMNS`` per epoch to ``path`` (a temporary file, a rename)."""
     temporary = path.with_name(path.name + ".tmp")
     with open(temporary, "w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=METRIC_COLUMNS)
@@ -580,6 +590,8 @@ def train(config: Config, runtime: Runtime) -> list[dict]:
 
 @dataclasses.dataclass
 class BenchmarkResult:
+    """The throughput that :func:`benchmark` measured, and the step times behind it."""
+
     images_per_second: float  # global batch / median step time
     median_step_seconds: float
     first_step_seconds: float  # includes compilation under --compile
@@ -587,6 +599,7 @@ class BenchmarkResult:
 
 
 def synchronize(device: torch.device) -> None:
+    """Wait until ``device`` has finished its queued work (CUDA and MPS run asynchronously)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     elif device.type == "mps":
@@ -611,6 +624,7 @@ def benchmark_step(config: Config, runtime: Runtime) -> Callable[[], float]:
 
 
 def summarize(first_step_seconds: float, seconds: list[float], batch_size: int) -> BenchmarkResult:
+    """The :class:`BenchmarkResult` of timed steps: images per second at the median step time."""
     median = statistics.median(seconds)
     return BenchmarkResult(batch_size / median, median, first_step_seconds, len(seconds))
 
@@ -627,6 +641,7 @@ def benchmark(config: Config, runtime: Runtime, warmup: int = 3) -> BenchmarkRes
 
 
 def describe(config: Config, runtime: Runtime) -> str:
+    """One line on the precision, device, image size and batch of a benchmark."""
     precision = {"none": "fp32", "bf16": "bf16 autocast", "fp16": "fp16 autocast"}[config.amp]
     options = [precision] + ["channels-last"] * config.channels_last + ["compiled"] * config.compile
     return (
@@ -639,6 +654,7 @@ def describe(config: Config, runtime: Runtime) -> str:
 
 
 def main(argv: list[str] | None = None) -> list[dict] | BenchmarkResult:
+    """Run the script on ``argv``: train and return every epoch's metrics, or benchmark."""
     config = parse_config(argv)
     runtime = setup(config)
     try:
