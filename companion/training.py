@@ -105,7 +105,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
 
 
 def _plain_text(docstring: str) -> str:
-    r"""A docstring as a terminal shows it: no ````literal```` quotes, ``::`` read as ``:``.
+    r"""A docstring as a terminal shows it: no double back-quotes, ``::`` read as ``:``.
 
     >>> _plain_text("Train a model::\n\n    run it\n\nIn ``--out``: files.")
     'Train a model:\n\n    run it\n\nIn --out: files.'
@@ -119,8 +119,8 @@ def build_parser(config_class, prog: str, description: str) -> argparse.Argument
     Each field is declared with :func:`option`; booleans become ``store_true`` flags,
     other fields take a value of their default's type. Abbreviated flags are refused, so a
     mistyped option is an error rather than a silent match. ``description`` is the script's
-    docstring, which the API reference also renders: its reStructuredText literals
-    (````--out````) and literal-block markers (a line ending in ``::``) are shown plain.
+    docstring, which the API reference also renders: its reStructuredText markup (double
+    back-quotes around literals, a line ending in ``::`` before a code block) is shown plain.
     """
     parser = argparse.ArgumentParser(
         prog=prog,
