@@ -753,10 +753,10 @@ def cost_sensitive_cross_entropy(
     initialized last layer).
 
     The loss is a ``torch.autograd.Function`` with a hand-written backward, ``cost *
-    (softmax(input) - onehot(target))`` per pixel: it keeps the log-probabilities (one
-    input-sized tensor, as ``F.cross_entropy`` does) and writes the gradient in one pass. It
-    is not twice differentiable: a backward with ``create_graph=True`` raises a
-    ``RuntimeError``.
+    (softmax(input) - onehot(target))`` per pixel: it computes one exponential per element,
+    keeps the probabilities (one input-sized tensor, as ``F.cross_entropy`` keeps the
+    log-probabilities) and writes the gradient in one pass. It is not twice differentiable: a
+    backward with ``create_graph=True`` raises a ``RuntimeError``.
 
     Args:
         input: logits, shape ``(N, C, *)``, floating point.
@@ -787,50 +787,56 @@ def cost_sensitive_cross_entropy(
 class _CostSensitiveNLL(torch.autograd.Function):
     """Per-pixel ``cost[y, argmax(x)] * -log_softmax(x)[y]`` with a fused backward.
 
-    The gradient is ``cost * (softmax(x) - onehot(y))``: the backward turns the saved
-    log-probabilities into it with one exponential and one scatter, where autograd through
-    ``F.cross_entropy`` would write a one-hot gradient and then a second input-sized tensor.
-    The forward keeps the log-probabilities (one input-sized tensor), as ``F.cross_entropy``
-    does, and the per-pixel costs.
+    One exponential pass: the forward computes the probabilities ``p = softmax(x)`` and reads
+    the log-sum-exp off the most probable class ``m``, ``logsumexp(x) = x[m] - log(p[m])``
+    (``p[m] >= 1 / C`` never underflows), so ``-log_softmax(x)[y] = x[m] - x[y] - log(p[m])``,
+    a sum of two non-negative terms, finite for logits of any size. The backward writes the
+    gradient ``cost * (p - onehot(y))`` from the saved ``p`` with one multiplication and one
+    scatter. It keeps one input-sized tensor (``p``), as ``F.cross_entropy`` does.
     """
 
     @staticmethod
     def forward(ctx, input: Tensor, target: Tensor, cost_matrix: Tensor) -> Tensor:
-        log_prob = torch.log_softmax(input, 1)
+        prob = torch.softmax(input, 1)
+        largest, predicted = _first_max(input)
         index = target.unsqueeze(1)
+        # p[m] is the largest probability: a reduction, faster than a gather on CPU.
+        nll = (largest - input.gather(1, index)).sub_(prob.amax(1, keepdim=True).log_())
         n_classes = cost_matrix.shape[0]
-        cost = cost_matrix.reshape(-1)[target * n_classes + _first_argmax(input)]
-        ctx.save_for_backward(log_prob, index, cost)
-        return log_prob.gather(1, index).squeeze(1).neg_().mul_(cost)
+        cost = cost_matrix.reshape(-1)[index * n_classes + predicted]
+        ctx.save_for_backward(prob, index, cost)
+        return nll.mul_(cost).squeeze(1)
 
     @staticmethod
     def backward(ctx, grad_loss: Tensor):
         _refuse_double_backward("cost_sensitive_cross_entropy")
-        log_prob, index, cost = ctx.saved_tensors
+        prob, index, cost = ctx.saved_tensors
         grad_input = None
         if ctx.needs_input_grad[0]:
-            scale = (grad_loss * cost).unsqueeze(1)
-            grad_input = torch.exp(log_prob).mul_(scale).scatter_add_(1, index, scale.neg())
+            scale = grad_loss.unsqueeze(1) * cost
+            grad_input = (prob * scale).scatter_add_(1, index, scale.neg())
         return grad_input, None, None
 
 
-def _first_argmax(input: Tensor) -> Tensor:
-    """``input.argmax(1)``: the first of the maxima over axis 1, as a long tensor.
+def _first_max(input: Tensor) -> tuple[Tensor, Tensor]:
+    """The maxima over axis 1 and the first index of each, both shaped ``(N, 1, *)``.
 
-    On CPU, ``argmax`` over a non-innermost axis of ``(N, C, H, W)`` is about ten times slower
-    than these operations, which find the largest of ``C - k`` over the maximal ``k`` in
-    8-bit integers (16-bit or 32-bit beyond 255 classes).
+    The index is ``input.argmax(1, keepdim=True)``. On CPU, ``argmax`` over a non-innermost
+    axis of ``(N, C, H, W)`` is about ten times slower than these operations, which find the
+    largest of ``C - k`` over the maximal ``k`` in 8-bit integers (16-bit or 32-bit beyond
+    255 classes).
     """
     n_classes = input.shape[1]
     dtype = torch.uint8 if n_classes < 256 else torch.int16 if n_classes < 2**15 else torch.int32
-    is_max = input == input.amax(1, keepdim=True)
+    largest = input.amax(1, keepdim=True)
+    is_max = input == largest
     # bool and uint8 have the same layout: a view, not a copy.
     is_max = is_max.view(dtype) if dtype == torch.uint8 else is_max.to(dtype)
     shape = (1, n_classes) + (1,) * (input.ndim - 2)
     countdown = torch.arange(n_classes, 0, -1, dtype=dtype, device=input.device)
-    first = is_max.mul_(countdown.view(shape)).amax(1)
+    first = is_max.mul_(countdown.view(shape)).amax(1, keepdim=True)
     # With a NaN score no class is maximal: clamp to a valid index (the loss is NaN anyway).
-    return (n_classes - first.long()).clamp_(max=n_classes - 1)
+    return largest, (n_classes - first.long()).clamp_(max=n_classes - 1)
 
 
 # ------------------------------------------------------------------------------------- modules

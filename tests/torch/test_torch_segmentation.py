@@ -773,14 +773,18 @@ def test_invalid_options(call, message):
         call(torch.zeros(2, 3))
 
 
-def test_first_argmax_is_argmax_with_ties_to_the_first():
+def test_first_max_is_max_and_argmax_with_ties_to_the_first():
+    def check(scores):
+        largest, index = segmentation._first_max(scores)
+        assert torch.equal(index, scores.argmax(1, keepdim=True))
+        assert torch.equal(largest, scores.amax(1, keepdim=True))
+
     generator = torch.Generator().manual_seed(22)
     scores = torch.randint(0, 3, (3, 5, 4, 6), generator=generator).float()  # many ties
-    assert torch.equal(segmentation._first_argmax(scores), scores.argmax(1))
-    assert torch.equal(segmentation._first_argmax(scores[:, :, 0, 0]), scores[:, :, 0, 0].argmax(1))
+    check(scores)
+    check(scores[:, :, 0, 0])
     with_nan = torch.tensor([[float("nan"), 1.0, 2.0]])
-    assert segmentation._first_argmax(with_nan).item() in range(3)
+    assert segmentation._first_max(with_nan)[1].item() in range(3)
     # Beyond 255 classes the countdown needs more than 8 bits.
     for n_classes in (255, 256, 300):
-        many = torch.randint(0, 4, (6, n_classes, 3), generator=generator).float()
-        assert torch.equal(segmentation._first_argmax(many), many.argmax(1))
+        check(torch.randint(0, 4, (6, n_classes, 3), generator=generator).float())
