@@ -35,7 +35,9 @@ NBVAL := --nbval --nbval-current-env --nbval-sanitize-with book/sanitize.cfg
 KERAS_TORCH_RUN = $(if $(wildcard tests/keras),KERAS_BACKEND=torch $(PYTEST) tests/keras companion/keras --doctest-modules)
 # tests/browser reads the built book, so the runs before the book is built leave it out.
 NOT_BROWSER := --ignore=tests/browser
-BUILD_BOOK := $(BIN)/jupyter-book build --all --warningiserror --nitpick --keep-going .
+# From an empty _build/html: Sphinx never deletes pages of an earlier build, and viewcode
+# keeps its source pages when the module is older than them.
+BUILD_BOOK := rm -rf _build/html && $(BIN)/jupyter-book build --all --warningiserror --nitpick --keep-going .
 # One headless Chromium for all pages, so not spread over pytest-xdist workers.
 BROWSER_TEST := $(BIN)/python -m pytest tests/browser
 

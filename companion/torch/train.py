@@ -14,7 +14,9 @@ The same command runs on a laptop CPU, one GPU or many. The device is picked at 
 each process trains with DistributedDataParallel (gloo on CPU, NCCL on CUDA) on its share of
 every batch: ``--batch-size`` is the global batch, split evenly, so the updates are those of one
 process on the same batches (the U-Net's GroupNorm does not mix samples, the losses average
-over them). Rank 0 alone shows progress, logs and writes.
+over them). The exceptions are wce and wce_map, whose mean divides by the sum of the weights
+of each process's share: their updates differ slightly from one process's. Rank 0 alone shows
+progress, logs and writes.
 
 In ``--out``, after every epoch: checkpoint.pt (written to a temporary file, then renamed; it
 holds the model's state dict, the optimizer, the grad scaler, the epoch, the metrics so far,
@@ -163,7 +165,10 @@ def parse_config(argv: list[str] | None = None) -> Config:
             f"--amp fp16 needs CUDA (float16 autocast with a grad scaler); on {device_type} "
             "use --amp bf16 or --amp none"
         )
-    if config.amp == "bf16" and device_type == "cuda" and not torch.cuda.is_bf16_supported():
+    # Without including_emulation=False, GPUs before Ampere count as supporting bfloat16 and
+    # would run it emulated, slowly.
+    bf16_native = device_type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
+    if config.amp == "bf16" and device_type == "cuda" and not bf16_native:
         parser.error("--amp bf16, but this GPU does not support bfloat16; use --amp fp16")
     if processes > 1 and device_type == "mps":
         parser.error("torchrun with MPS is not supported: use --device cpu")
@@ -532,7 +537,10 @@ def train(config: Config, runtime: Runtime) -> list[dict]:
         checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
-        scaler.load_state_dict(checkpoint["scaler"])
+        # A run resumed with --amp fp16 after one without it starts a fresh grad scaler: the
+        # saved one was disabled and holds no state (loading it would fail).
+        if checkpoint["scaler"]:
+            scaler.load_state_dict(checkpoint["scaler"])
         set_rng_states(checkpoint["rng"])
         start_epoch, history = checkpoint["epoch"], checkpoint["history"]
         if runtime.main_process:
