@@ -187,20 +187,27 @@ def _refuse_double_backward(names: str) -> None:
 
 
 def _overlap_sums(input: Tensor, target: Tensor, from_logits: bool):
-    """Per-row TP = sum(p t), sum(p) and sum(t) of ``(N, M)`` tensors; compiled, one loop."""
+    """Per-row TP = sum(p t), sum(p) and sum(t) of ``(N, M)`` tensors."""
     prob = torch.sigmoid(input) if from_logits else input
     return (prob * target).sum(1), prob.sum(1), target.sum(1)
+
+
+def _overlap_forward(input: Tensor, target: Tensor, from_logits: bool, terms, params: tuple):
+    """The per-sample loss and its partial derivatives; compiled: one loop over the data."""
+    return terms(*_overlap_sums(input, target, from_logits), *params)
 
 
 def _overlap_grad(
     input: Tensor,
     target: Tensor,
-    scale_true_positives: Tensor,
-    scale_prob_sum: Tensor,
+    grad_loss: Tensor,
+    d_true_positives: Tensor,
+    d_prob_sum: Tensor,
     from_logits: bool,
 ) -> Tensor:
-    """``dL/dx`` from ``dL/dp = scale_tp * t + scale_p`` (per-row scales); compiled, one loop."""
-    grad = target * scale_true_positives + scale_prob_sum
+    """``dL/dx`` from ``dL/dp = dL/dTP * t + dL/dsum(p)`` (per-row factors); compiled: one loop."""
+    grad = target * (grad_loss * d_true_positives).unsqueeze(1)
+    grad = grad + (grad_loss * d_prob_sum).unsqueeze(1)
     if from_logits:
         prob = torch.sigmoid(input)
         grad = grad * prob * (1.0 - prob)
@@ -220,29 +227,37 @@ _COMPILE_BACKEND = "inductor"
 class _OverlapLoss(torch.autograd.Function):
     """A loss of the per-sample sums TP = sum(p t), sum(p) and sum(t), with a fused backward.
 
-    ``input`` and ``target`` are ``(N, M)``; ``terms`` maps the sums to the per-sample loss and
-    its partial derivatives. Eager (default): the forward keeps one input-sized tensor
-    (``p``) for the backward; the backward writes ``dL/dp = dL/dTP * t + dL/dsum(p)`` into a
-    new tensor (the gradient) and turns it into ``dL/dx`` in place with ``sigmoid_backward``.
-    Compiled: the forward (sums only, nothing kept) and the backward (``p`` recomputed) are
-    each one ``torch.compile``-generated loop over the data.
+    ``input`` and ``target`` are ``(N, M)``; ``terms(TP, sum(p), sum(t), *params)`` maps the
+    sums to the per-sample loss and its partial derivatives. Eager (default): the forward keeps
+    one input-sized tensor (``p``) for the backward; the backward writes ``dL/dp = dL/dTP * t
+    + dL/dsum(p)`` into a new tensor (the gradient) and turns it into ``dL/dx`` in place with
+    ``sigmoid_backward``. Compiled: the forward (sums and terms, nothing input-sized kept) and
+    the backward (``p`` recomputed) are each one ``torch.compile``-generated graph, whose
+    generated code makes one loop over the data.
     """
 
     @staticmethod
     def forward(
-        ctx, input: Tensor, target: Tensor, from_logits: bool, terms, compiled: bool
+        ctx,
+        input: Tensor,
+        target: Tensor,
+        from_logits: bool,
+        terms,
+        params: tuple,
+        compiled: bool,
     ) -> Tensor:
         if compiled:
-            sums = _compiled(_overlap_sums, _COMPILE_BACKEND)(input, target, from_logits)
+            forward = _compiled(_overlap_forward, _COMPILE_BACKEND)
+            loss, *partials = forward(input, target, from_logits, terms, params)
             saved = input
         else:
             prob = torch.sigmoid(input) if from_logits else input
             # sum(p * t) with a transient product: on CPU several times faster than a batched
             # dot product (bmm), and summed pairwise, so more accurate than BLAS dot in float32.
             sums = (prob * target).sum(1), prob.sum(1), target.sum(1)
+            loss, *partials = terms(*sums, *params)
             saved = prob
-        loss, d_true_positives, d_prob_sum, d_target_sum = terms(*sums)
-        ctx.save_for_backward(saved, target, d_true_positives, d_prob_sum, d_target_sum)
+        ctx.save_for_backward(saved, target, *partials)
         ctx.from_logits, ctx.compiled = from_logits, compiled
         return loss
 
@@ -251,25 +266,25 @@ class _OverlapLoss(torch.autograd.Function):
         _refuse_double_backward("dice_loss and tversky_loss")
         saved, target, d_true_positives, d_prob_sum, d_target_sum = ctx.saved_tensors
         grad_input = grad_target = None
-        scale_true_positives = (grad_loss * d_true_positives).unsqueeze(1)
-        scale_prob_sum = (grad_loss * d_prob_sum).unsqueeze(1)
         if ctx.needs_input_grad[0] and ctx.compiled:
             grad_input = _compiled(_overlap_grad, _COMPILE_BACKEND)(
-                saved, target, scale_true_positives, scale_prob_sum, ctx.from_logits
+                saved, target, grad_loss, d_true_positives, d_prob_sum, ctx.from_logits
             )
         elif ctx.needs_input_grad[0]:
             # mul then add_, not addcmul: on CPU, addcmul with per-row (N, 1) operands is
             # about twice as slow as the two operations.
-            grad_input = (target * scale_true_positives).add_(scale_prob_sum)
+            grad_input = (target * (grad_loss * d_true_positives).unsqueeze(1)).add_(
+                (grad_loss * d_prob_sum).unsqueeze(1)
+            )
             if ctx.from_logits:
                 # dp/dx = p (1 - p), applied in place: no second input-sized tensor.
                 torch.ops.aten.sigmoid_backward.grad_input(grad_input, saved, grad_input=grad_input)
         if ctx.needs_input_grad[1]:
             prob = torch.sigmoid(saved) if ctx.compiled and ctx.from_logits else saved
-            grad_target = (prob * scale_true_positives).add_(
+            grad_target = (prob * (grad_loss * d_true_positives).unsqueeze(1)).add_(
                 (grad_loss * d_target_sum).unsqueeze(1)
             )
-        return grad_input, grad_target, None, None, None
+        return grad_input, grad_target, None, None, None, None
 
 
 def _samples(input: Tensor, target: Tensor, batch: bool) -> tuple[Tensor, Tensor]:
@@ -357,8 +372,9 @@ def dice_loss(
     _check_reduction(reduction)
     _check_binary(input, target, per_sample=True)
     samples, targets = _samples(input, target, batch)
-    terms = functools.partial(_dice_terms, smooth=smooth)
-    loss = _OverlapLoss.apply(samples, targets, bool(from_logits), terms, bool(compile))
+    loss = _OverlapLoss.apply(
+        samples, targets, bool(from_logits), _dice_terms, (smooth,), bool(compile)
+    )
     return _reduce_per_sample(loss, input, batch, reduction)
 
 
@@ -421,8 +437,8 @@ def tversky_loss(
     _check_reduction(reduction)
     _check_binary(input, target, per_sample=True)
     samples, targets = _samples(input, target, batch)
-    terms = functools.partial(_tversky_terms, alpha=alpha, beta=beta, smooth=smooth)
-    loss = _OverlapLoss.apply(samples, targets, bool(from_logits), terms, False)
+    params = (alpha, beta, smooth)
+    loss = _OverlapLoss.apply(samples, targets, bool(from_logits), _tversky_terms, params, False)
     return _reduce_per_sample(loss, input, batch, reduction)
 
 
@@ -829,7 +845,8 @@ def _first_max(input: Tensor) -> tuple[Tensor, Tensor]:
     n_classes = input.shape[1]
     dtype = torch.uint8 if n_classes < 256 else torch.int16 if n_classes < 2**15 else torch.int32
     largest = input.amax(1, keepdim=True)
-    is_max = input == largest
+    # >= rather than ==: the same where largest is the maximum, and faster on CPU.
+    is_max = input >= largest
     # bool and uint8 have the same layout: a view, not a copy.
     is_max = is_max.view(dtype) if dtype == torch.uint8 else is_max.to(dtype)
     shape = (1, n_classes) + (1,) * (input.ndim - 2)
