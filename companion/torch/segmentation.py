@@ -819,7 +819,9 @@ class _CostSensitiveNLL(torch.autograd.Function):
         # p[m] is the largest probability: a reduction, faster than a gather on CPU.
         nll = (largest - input.gather(1, index)).sub_(prob.amax(1, keepdim=True).log_())
         n_classes = cost_matrix.shape[0]
-        cost = cost_matrix.reshape(-1)[index * n_classes + predicted]
+        pairs = (index * n_classes).add_(predicted)
+        # index_select on the flat matrix: on CPU about twice as fast as advanced indexing.
+        cost = cost_matrix.reshape(-1).index_select(0, pairs.reshape(-1)).view(pairs.shape)
         ctx.save_for_backward(prob, index, cost)
         return nll.mul_(cost).squeeze(1)
 
