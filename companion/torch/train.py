@@ -14,9 +14,8 @@ The same command runs on a laptop CPU, one GPU or many. The device is picked at 
 each process trains with DistributedDataParallel (gloo on CPU, NCCL on CUDA) on its share of
 every batch: ``--batch-size`` is the global batch, split evenly, so the updates are those of one
 process on the same batches (the U-Net's GroupNorm does not mix samples, the losses average
-over them). The exceptions are wce and wce_map, whose mean divides by the sum of the weights
-of each process's share: their updates differ slightly from one process's. Rank 0 alone shows
-progress, logs and writes.
+over them; the weighted cross-entropies divide by the weight of the global batch, summed
+across processes). Rank 0 alone shows progress, logs and writes.
 
 In ``--out``, after every epoch: checkpoint.pt (written to a temporary file, then renamed; it
 holds the model's state dict, the optimizer, the grad scaler, the epoch, the metrics so far,
@@ -354,8 +353,14 @@ def make_model(config: Config, runtime: Runtime):
 # -- losses -------------------------------------------------------------------------------
 
 
-def build_loss(config: Config, stats: dict, device: torch.device) -> Callable:
+def build_loss(config: Config, stats: dict, device: torch.device, world_size: int = 1) -> Callable:
     """The loss of ``config.loss`` as ``loss_fn(logits, target, weight_map) -> scalar``.
+
+    With ``world_size > 1`` (training under torchrun), the weighted cross-entropies (``wce``,
+    ``wce_map``) divide each process's weighted sum by the weight of the whole global batch
+    (summed across processes), so that DistributedDataParallel's average of the gradients is
+    the gradient of one process on the global batch. Evaluation, where each process scores its
+    own share, takes the loss with ``world_size=1``.
 
     ``bce`` and ``wce`` are PyTorch's built-ins; the others are the package's, looked up at
     run time (:data:`LOSS_REQUIREMENTS`). Every constant tensor is on ``device``.
@@ -381,12 +386,28 @@ def build_loss(config: Config, stats: dict, device: torch.device) -> Callable:
         return lambda logits, target, weight_map: loss(logits, target, alpha=alpha, beta=beta)
     if name == "wce":
         class_weights = torch.tensor(stats["class_weights"], dtype=torch.float32, device=device)
+        if world_size > 1:
+            return _over_the_global_batch(
+                lambda logits, target, weight_map: (
+                    F.cross_entropy(logits, target, weight=class_weights, reduction="sum"),
+                    class_weights[target].sum(),
+                ),
+                world_size,
+            )
         return lambda logits, target, weight_map: F.cross_entropy(
             logits, target, weight=class_weights
         )
     if name == "wce_map":
         # The map already holds the class weights (unet_weight_map(class_weights=...)).
         loss = functions["weighted_cross_entropy"]
+        if world_size > 1:
+            return _over_the_global_batch(
+                lambda logits, target, weight_map: (
+                    loss(logits, target, weight_map=weight_map, reduction="sum"),
+                    weight_map.sum(),
+                ),
+                world_size,
+            )
         return lambda logits, target, weight_map: loss(logits, target, weight_map=weight_map)
     if name == "cost":
         cost = torch.tensor(
@@ -395,6 +416,22 @@ def build_loss(config: Config, stats: dict, device: torch.device) -> Callable:
         loss = functions["cost_sensitive_cross_entropy"]
         return lambda logits, target, weight_map: loss(logits, target, cost)
     raise ValueError(f"unknown loss {name!r}")
+
+
+def _over_the_global_batch(weighted_sum_and_weight: Callable, world_size: int) -> Callable:
+    """A weighted mean whose denominator is the weight of every process's share of the batch.
+
+    DistributedDataParallel averages the processes' gradients, so each process's loss is its
+    weighted sum times ``world_size`` over the global weight.
+    """
+
+    def loss_fn(logits, target, weight_map):
+        weighted_sum, weight = weighted_sum_and_weight(logits, target, weight_map)
+        global_weight = weight.detach().to(torch.float32).clone()
+        dist.all_reduce(global_weight)
+        return weighted_sum * world_size / global_weight
+
+    return loss_fn
 
 
 # -- evaluation ---------------------------------------------------------------------------
@@ -518,13 +555,14 @@ def prepare(config: Config, runtime: Runtime):
     else:
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=config.amp == "fp16")
-    loss_fn = build_loss(config, stats, runtime.device)
-    return train_set, val_set, model, forward, trained, optimizer, scaler, loss_fn
+    loss_fn = build_loss(config, stats, runtime.device, runtime.world_size)
+    eval_loss_fn = build_loss(config, stats, runtime.device)
+    return train_set, val_set, model, forward, trained, optimizer, scaler, loss_fn, eval_loss_fn
 
 
 def train(config: Config, runtime: Runtime) -> list[dict]:
     """The training loop; returns the metrics of every epoch (of this and earlier runs)."""
-    train_set, val_set, model, forward, trained, optimizer, scaler, loss_fn = prepare(
+    train_set, val_set, model, forward, trained, optimizer, scaler, loss_fn, eval_loss_fn = prepare(
         config, runtime
     )
     train_loader, val_loader, sampler = make_loaders(config, runtime, train_set, val_set)
@@ -574,7 +612,7 @@ def train(config: Config, runtime: Runtime) -> list[dict]:
         if runtime.distributed:
             dist.all_reduce(totals)
         row = {"epoch": epoch, "train_loss": (totals[0] / totals[1]).item()}
-        row.update(evaluate(forward, val_loader, loss_fn, config, runtime))
+        row.update(evaluate(forward, val_loader, eval_loss_fn, config, runtime))
         history.append(row)
         if runtime.main_process:
             save_checkpoint(checkpoint_path, model, optimizer, scaler, epoch, history, config)
@@ -617,7 +655,7 @@ def synchronize(device: torch.device) -> None:
 def benchmark_step(config: Config, runtime: Runtime) -> Callable[[], float]:
     """A function that runs one training step on one batch (always the same) and returns its
     wall time in seconds, waiting for the device to finish."""
-    train_set, val_set, _, _, trained, optimizer, scaler, loss_fn = prepare(config, runtime)
+    train_set, val_set, _, _, trained, optimizer, scaler, loss_fn, _ = prepare(config, runtime)
     train_loader, _, _ = make_loaders(config, runtime, train_set, val_set)
     batch = to_device(next(iter(train_loader)), config, runtime.device)
 
