@@ -747,7 +747,12 @@ def weighted_cross_entropy(
 
 
 def cost_sensitive_cross_entropy(
-    input: Tensor, target: Tensor, cost_matrix, *, reduction: str = "mean"
+    input: Tensor,
+    target: Tensor,
+    cost_matrix,
+    *,
+    reduction: str = "mean",
+    compile: bool = False,
 ) -> Tensor:
     """Cross-entropy per pixel times the cost of the predicted class given the true one.
 
@@ -771,8 +776,12 @@ def cost_sensitive_cross_entropy(
     The loss is a ``torch.autograd.Function`` with a hand-written backward, ``cost *
     (softmax(input) - onehot(target))`` per pixel: it computes one exponential per element,
     keeps the probabilities (one input-sized tensor, as ``F.cross_entropy`` keeps the
-    log-probabilities) and writes the gradient in one pass. It is not twice differentiable: a
-    backward with ``create_graph=True`` raises a ``RuntimeError``.
+    log-probabilities) and writes the gradient in one pass. ``compile=True`` runs the forward
+    (maximum, first argmax, log-sum-exp, costs) and the backward (probabilities recomputed)
+    as one ``torch.compile``-generated graph each, keeping nothing input-sized in between;
+    the first call per input shape compiles (seconds on CPU; see
+    ``benchmarks/segmentation_losses.py``). Neither path is twice differentiable: a backward
+    with ``create_graph=True`` raises a ``RuntimeError``.
 
     Args:
         input: logits, shape ``(N, C, *)``, floating point.
@@ -780,6 +789,7 @@ def cost_sensitive_cross_entropy(
         cost_matrix: ``cost_matrix[true, predicted]``, shape ``(C, C)`` (a tensor or nested
             sequence); its diagonal is the cost of a correct prediction.
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
+        compile: run the forward and the backward as ``torch.compile``-generated graphs.
 
     Returns:
         A scalar for ``"mean"`` and ``"sum"``, else a tensor of ``target``'s shape.
@@ -797,7 +807,53 @@ def cost_sensitive_cross_entropy(
     _check_reduction(reduction)
     target = _check_class_target(input, target)
     cost_matrix = _as_cost_matrix(cost_matrix, input)
-    return _reduce(_CostSensitiveNLL.apply(input, target, cost_matrix.detach()), reduction)
+    function = _CompiledCostSensitiveNLL if compile else _CostSensitiveNLL
+    return _reduce(function.apply(input, target, cost_matrix.detach()), reduction)
+
+
+def _cost_sensitive_forward(input: Tensor, target: Tensor, cost_matrix: Tensor):
+    """Per-pixel loss, maximum, log of the shifted sum and cost, ``(N, 1, *)``; compiled."""
+    largest = input.amax(1, keepdim=True)
+    predicted = input.argmax(1, keepdim=True)  # the first of tied maxima, as in eager
+    # log(sum(exp(x - max))) is in [0, log C]: kept apart from the maximum, the probabilities
+    # recomputed in the backward stay accurate for logits of any size.
+    log_sum = torch.exp(input - largest).sum(1, keepdim=True).log()
+    index = target.unsqueeze(1)
+    cost = cost_matrix[index, predicted]
+    return ((largest - input.gather(1, index)) + log_sum) * cost, largest, log_sum, cost
+
+
+def _cost_sensitive_grad(
+    input: Tensor, target: Tensor, largest: Tensor, log_sum: Tensor, scale: Tensor
+) -> Tensor:
+    """``scale * (softmax(input) - onehot(target))``, probabilities recomputed; compiled."""
+    classes = torch.arange(input.shape[1], device=input.device).view(
+        (1, -1) + (1,) * (input.ndim - 2)
+    )
+    prob = torch.exp((input - largest) - log_sum)
+    return torch.where(classes == target.unsqueeze(1), prob - 1.0, prob) * scale
+
+
+class _CompiledCostSensitiveNLL(torch.autograd.Function):
+    """:class:`_CostSensitiveNLL` as two ``torch.compile``-generated graphs."""
+
+    @staticmethod
+    def forward(ctx, input: Tensor, target: Tensor, cost_matrix: Tensor) -> Tensor:
+        forward = _compiled(_cost_sensitive_forward, _COMPILE_BACKEND)
+        loss, largest, log_sum, cost = forward(input, target, cost_matrix)
+        ctx.save_for_backward(input, target, largest, log_sum, cost)
+        return loss.squeeze(1)
+
+    @staticmethod
+    def backward(ctx, grad_loss: Tensor):
+        _refuse_double_backward("cost_sensitive_cross_entropy")
+        input, target, largest, log_sum, cost = ctx.saved_tensors
+        grad_input = None
+        if ctx.needs_input_grad[0]:
+            scale = grad_loss.unsqueeze(1) * cost
+            grad = _compiled(_cost_sensitive_grad, _COMPILE_BACKEND)
+            grad_input = grad(input, target, largest, log_sum, scale)
+        return grad_input, None, None
 
 
 class _CostSensitiveNLL(torch.autograd.Function):
@@ -1160,6 +1216,7 @@ class CostSensitiveCrossEntropyLoss(nn.Module):
     Args:
         cost_matrix: ``cost_matrix[true, predicted]``, shape ``(C, C)``; stored as a buffer.
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
+        compile: use the ``torch.compile`` path of :func:`cost_sensitive_cross_entropy`.
 
     Raises:
         ValueError: if ``cost_matrix`` is not square, at construction.
@@ -1170,9 +1227,10 @@ class CostSensitiveCrossEntropyLoss(nn.Module):
         tensor(10.6346)
     """
 
-    def __init__(self, cost_matrix, reduction: str = "mean") -> None:
+    def __init__(self, cost_matrix, reduction: str = "mean", compile: bool = False) -> None:
         super().__init__()
         self.reduction = _check_reduction(reduction)
+        self.compile = bool(compile)
         cost_matrix = torch.as_tensor(cost_matrix, dtype=torch.get_default_dtype())
         if cost_matrix.ndim != 2 or cost_matrix.shape[0] != cost_matrix.shape[1]:
             raise ValueError(
@@ -1183,7 +1241,7 @@ class CostSensitiveCrossEntropyLoss(nn.Module):
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         return cost_sensitive_cross_entropy(
-            input, target, self.cost_matrix, reduction=self.reduction
+            input, target, self.cost_matrix, reduction=self.reduction, compile=self.compile
         )
 
     def extra_repr(self) -> str:

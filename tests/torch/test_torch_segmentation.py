@@ -546,6 +546,39 @@ def test_half_precision_weighted_mean_does_not_overflow():
 # ------------------------------------------------------------------------------ fused paths
 
 
+def test_compiled_cost_sensitive_equals_the_default_path(monkeypatch):
+    monkeypatch.setattr(segmentation, "_COMPILE_BACKEND", "aot_eager")
+    generator = torch.Generator().manual_seed(24)
+    logits = torch.randn(3, 4, 5, 6, generator=generator, dtype=torch.float64)
+    logits[0, :, 0, 0] = 1.0  # a four-way tie: the first class is the prediction
+    logits[1, :, 1, 1] = torch.tensor([-1e4, 1e4, 0.0, 1e4])  # huge logits, a two-way tie
+    classes = torch.randint(0, 4, (3, 5, 6), generator=generator)
+    cost = torch.rand(4, 4, generator=generator, dtype=torch.float64) + 0.5
+    # float32 too: with logits of 1e4, probabilities recomputed from a rounded log-sum-exp
+    # would be off by 2e-4.
+    for dtype, rtol in ((torch.float64, 1e-12), (torch.float32, 1e-6)):
+        for reduction in ("mean", "none"):
+            input = logits.to(dtype).requires_grad_()
+            compiled = cost_sensitive_cross_entropy(
+                input, classes, cost.to(dtype), reduction=reduction, compile=True
+            )
+            default = cost_sensitive_cross_entropy(
+                input, classes, cost.to(dtype), reduction=reduction
+            )
+            torch.testing.assert_close(compiled, default, rtol=rtol, atol=0.0)
+            (grad_compiled,) = torch.autograd.grad(compiled.sum(), input)
+            (grad_default,) = torch.autograd.grad(default.sum(), input)
+            torch.testing.assert_close(grad_compiled, grad_default, rtol=rtol, atol=rtol * 1e-3)
+    module = CostSensitiveCrossEntropyLoss(cost, compile=True)
+    torch.testing.assert_close(
+        module(logits, classes), cost_sensitive_cross_entropy(logits, classes, cost)
+    )
+    with pytest.raises(RuntimeError, match="not twice differentiable"):
+        input = logits.clone().requires_grad_()
+        loss = cost_sensitive_cross_entropy(input, classes, cost, compile=True)
+        torch.autograd.grad(loss, input, create_graph=True)
+
+
 def test_compiled_dice_equals_the_default_path(monkeypatch):
     # aot_eager traces the same graphs as inductor without compiling C++ (slow on two cores);
     # benchmarks/segmentation_losses.py times the inductor path and checks it there.
