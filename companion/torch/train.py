@@ -503,6 +503,20 @@ def set_rng_states(states: dict) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
+def restore_checkpoint(checkpoint: dict, model, optimizer, scaler) -> tuple[int, list[dict]]:
+    """Load a checkpoint's states into the run; return its epoch and its metrics so far.
+
+    A run resumed with ``--amp fp16`` after one without it starts a fresh grad scaler: the
+    saved one was disabled and holds no state, which ``GradScaler.load_state_dict`` refuses.
+    """
+    model.load_state_dict(checkpoint["model"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    if checkpoint["scaler"]:
+        scaler.load_state_dict(checkpoint["scaler"])
+    set_rng_states(checkpoint["rng"])
+    return checkpoint["epoch"], checkpoint["history"]
+
+
 def save_checkpoint(path: Path, model, optimizer, scaler, epoch, history, config) -> None:
     """Write the training state to ``path`` atomically: a temporary file, then a rename."""
     state = {
@@ -573,14 +587,7 @@ def train(config: Config, runtime: Runtime) -> list[dict]:
     if config.resume:
         # On the CPU: RNG states must stay CPU tensors; load_state_dict moves the rest.
         checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        # A run resumed with --amp fp16 after one without it starts a fresh grad scaler: the
-        # saved one was disabled and holds no state (loading it would fail).
-        if checkpoint["scaler"]:
-            scaler.load_state_dict(checkpoint["scaler"])
-        set_rng_states(checkpoint["rng"])
-        start_epoch, history = checkpoint["epoch"], checkpoint["history"]
+        start_epoch, history = restore_checkpoint(checkpoint, model, optimizer, scaler)
         if runtime.main_process:
             print(f"resuming from {checkpoint_path} after epoch {start_epoch}")
     if runtime.main_process:

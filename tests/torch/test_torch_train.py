@@ -13,6 +13,7 @@ import torch
 
 import companion.torch
 from companion.torch import train
+from companion.torch.models import UNet
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 # A U-Net of a few thousand parameters on 32x32 images: each run takes about a second.
@@ -168,6 +169,22 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
     assert (
         train.main([*TINY, "--epochs", "2", "--out", str(resumed), "--resume"]) == history_resumed
     )
+
+
+def test_resume_into_fp16_starts_a_fresh_grad_scaler(tmp_path):
+    # fp16 needs CUDA in the script, so the switch is checked on the restore step itself: the
+    # checkpoint of a run without fp16 holds an empty scaler state.
+    train.main([*TINY, "--epochs", "1", "--out", str(tmp_path)])
+    checkpoint = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert checkpoint["scaler"] == {}
+    model = UNet(1, 1, 4, 2)  # the --base-channels and --depth of TINY
+    optimizer = torch.optim.Adam(model.parameters())
+    scaler = torch.amp.GradScaler("cpu", enabled=True)
+    epoch, history = train.restore_checkpoint(checkpoint, model, optimizer, scaler)
+    assert (epoch, len(history)) == (1, 1)
+    assert scaler.get_scale() == 2.0**16  # fresh
+    with pytest.raises(RuntimeError, match="empty"):  # what loading it would have done
+        scaler.load_state_dict(checkpoint["scaler"])
 
 
 def test_resume_refuses_a_different_model(capsys, tmp_path):
