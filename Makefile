@@ -63,7 +63,7 @@ browser: $(STAMP)  ## open every page of the built book in offline Chromium (BOO
 
 bench: $(STAMP)  ## run the benchmarks in benchmarks/ (installs the bench extra: MONAI)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[bench]"
-	@for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	@for script in benchmarks/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 execute: $(STAMP)  ## re-run every notebook in place, refreshing its stored outputs
 	$(BIN)/python tools/execute_notebooks.py $(NOTEBOOKS)

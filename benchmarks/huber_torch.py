@@ -17,11 +17,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from _timing import add_timing_options, alternating_times, check_timing_options, pick_device
 
 from companion.torch import huber_loss
 
@@ -42,22 +42,12 @@ def parse_args() -> Config:
         description=__doc__.splitlines()[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--repeats", type=int, default=defaults.repeats, help="timed repetitions")
-    parser.add_argument("--warmup", type=int, default=defaults.warmup, help="untimed repetitions")
-    parser.add_argument(
-        "--device",
-        choices=("auto", "cpu", "cuda"),
-        default=defaults.device,
-        help="auto: CUDA if available, else CPU",
-    )
+    add_timing_options(parser, defaults.repeats, defaults.warmup, defaults.device)
     parser.add_argument("--shape", default=defaults.shape, help="batch shape, e.g. 16,1,512,512")
     parser.add_argument("--delta", type=float, default=defaults.delta, help="Huber threshold")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed")
     config = Config(**vars(parser.parse_args()))
-    if config.repeats < 1 or config.warmup < 0:
-        parser.error("--repeats must be >= 1 and --warmup >= 0")
-    if config.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda, but torch.cuda.is_available() is False")
+    check_timing_options(parser, config)
     return config
 
 
@@ -72,29 +62,20 @@ def composed_huber_loss(input, target, delta=1.0, weight=None, reduction="mean")
     return elementwise.mean()
 
 
-def time_forward_backward(loss_fn: Callable, input, target, weight, delta, device) -> float:
-    input.grad = None
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    kwargs = {"delta": delta} if weight is None else {"delta": delta, "weight": weight}
-    loss_fn(input, target, **kwargs).backward()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
-
-
 def median_times(contenders: dict, input, target, weight, config, device) -> dict[str, float]:
-    times = {name: [] for name in contenders}
-    names = list(contenders)
-    for repetition in range(config.warmup + config.repeats):
-        # Alternate the order so that neither contender always runs on a warm cache.
-        for name in names if repetition % 2 == 0 else names[::-1]:
-            seconds = time_forward_backward(
-                contenders[name], input, target, weight, config.delta, device
-            )
-            if repetition >= config.warmup:
-                times[name].append(seconds)
+    kwargs = (
+        {"delta": config.delta} if weight is None else {"delta": config.delta, "weight": weight}
+    )
+
+    def forward_backward(loss_fn: Callable) -> Callable[[], None]:
+        def call() -> None:
+            input.grad = None
+            loss_fn(input, target, **kwargs).backward()
+
+        return call
+
+    calls = {name: forward_backward(loss_fn) for name, loss_fn in contenders.items()}
+    times = alternating_times(calls, config.repeats, config.warmup, device)
     return {name: statistics.median(values) for name, values in times.items()}
 
 
@@ -108,10 +89,7 @@ def report(title: str, medians: dict[str, float], baseline: str) -> None:
 
 def main() -> None:
     config = parse_args()
-    if config.device == "auto":
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        device = torch.device(config.device)
+    device = pick_device(config.device)
     shape = tuple(int(size) for size in config.shape.split(","))
     generator = torch.Generator().manual_seed(config.seed)
     input = torch.randn(shape, generator=generator).to(device).requires_grad_()

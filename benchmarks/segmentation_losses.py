@@ -38,6 +38,13 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from _timing import (
+    add_timing_options,
+    alternating_times,
+    check_timing_options,
+    pick_device,
+    synchronize,
+)
 from torch.profiler import ProfilerActivity, profile
 
 from companion.torch import (
@@ -73,14 +80,7 @@ def parse_args(argv=None) -> Config:
         description=__doc__.splitlines()[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--repeats", type=int, default=defaults.repeats, help="timed repetitions")
-    parser.add_argument("--warmup", type=int, default=defaults.warmup, help="untimed repetitions")
-    parser.add_argument(
-        "--device",
-        choices=("auto", "cpu", "cuda"),
-        default=defaults.device,
-        help="auto: CUDA if available, else CPU",
-    )
+    add_timing_options(parser, defaults.repeats, defaults.warmup, defaults.device)
     parser.add_argument("--binary-shape", default=defaults.binary_shape, help="N,C,H,W")
     parser.add_argument("--class-shape", default=defaults.class_shape, help="N,C,H,W")
     parser.add_argument(
@@ -109,12 +109,11 @@ def parse_args(argv=None) -> Config:
         config = dataclasses.replace(
             config, repeats=2, warmup=1, binary_shape="2,1,64,64", class_shape="2,10,32,32"
         )
-    if config.repeats < 1 or config.warmup < 0 or config.threads < 0:
-        parser.error("--repeats must be >= 1, --warmup and --threads >= 0")
+    check_timing_options(parser, config)
+    if config.threads < 0:
+        parser.error("--threads must be >= 0")
     if not 0.0 < config.positive_fraction < 1.0:
         parser.error("--positive-fraction must be in (0, 1)")
-    if config.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda, but torch.cuda.is_available() is False")
     return config
 
 
@@ -185,32 +184,12 @@ class PeakMemory:
         return float(peak)
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def forward_backward(loss_fn: Callable, input: torch.Tensor) -> Callable[[], None]:
     def call() -> None:
         loss_fn().backward()
         input.grad = None  # freed here, so that memory measured before a call excludes it
 
     return call
-
-
-def median_times(contenders: dict[str, Callable], config: Config, device) -> dict[str, list]:
-    times = {name: [] for name in contenders}
-    names = list(contenders)
-    for repetition in range(config.warmup + config.repeats):
-        # Alternate the order so that no contender always runs on a warm cache.
-        for name in names if repetition % 2 == 0 else names[::-1]:
-            synchronize(device)
-            start = time.perf_counter()
-            contenders[name]()
-            synchronize(device)
-            if repetition >= config.warmup:
-                times[name].append(time.perf_counter() - start)
-    return times
 
 
 def report(title, contenders, times, baseline, peaks, input_bytes, notes=()) -> dict:
@@ -560,10 +539,7 @@ def main(argv=None) -> None:
     config = parse_args(argv)
     if config.threads:
         torch.set_num_threads(config.threads)
-    if config.device == "auto":
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        device = torch.device(config.device)
+    device = pick_device(config.device)
     memory = PeakMemory(device, config.memory)
     generator = torch.Generator().manual_seed(config.seed)
 
@@ -597,7 +573,7 @@ def main(argv=None) -> None:
     for (title, contenders, baseline, input_bytes, notes), group_peaks in zip(
         pending, peaks, strict=True
     ):
-        times = median_times(contenders, config, device)
+        times = alternating_times(contenders, config.repeats, config.warmup, device)
         results[title] = report(title, contenders, times, baseline, group_peaks, input_bytes, notes)
     check_targets(results, loop, config)
 

@@ -1,0 +1,51 @@
+"""The benchmark scripts run: each once, with the smallest settings, as `make bench` runs them.
+
+Their figures are not checked here (timings on a shared machine are not test material); what
+is checked is that every script starts, measures every contender and prints its table.
+"""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+SMOKE_RUNS = {
+    "huber_torch.py": ["--shape", "2,1,8,8", "--repeats", "1", "--warmup", "0"],
+    "segmentation_losses.py": ["--quick", "--no-compile", "--no-monai", "--no-memory"],
+    "train_throughput.py": [
+        "--variants", "fp32,channels_last", "--image-size", "16", "--batch-size", "2",
+        "--steps", "1", "--warmup", "1", "--base-channels", "4", "--depth", "2", "--device", "cpu",
+    ],
+}  # fmt: skip
+
+
+def test_every_benchmark_has_a_smoke_run():
+    scripts = {path.name for path in BENCHMARKS.glob("[!_]*.py")}
+    assert scripts == set(SMOKE_RUNS)
+
+
+@pytest.mark.parametrize("script", sorted(SMOKE_RUNS))
+def test_benchmark_runs(script):
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *SMOKE_RUNS[script]],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ms" in result.stdout or "images/s" in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize("script", ["huber_torch.py", "segmentation_losses.py"])
+def test_bad_timing_options_are_errors(script):
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), "--repeats", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "--repeats must be >= 1" in result.stderr
