@@ -187,9 +187,14 @@ def _refuse_double_backward(names: str) -> None:
 
 
 def _overlap_sums(input: Tensor, target: Tensor, from_logits: bool):
-    """Per-row TP = sum(p t), sum(p) and sum(t) of ``(N, M)`` tensors."""
-    prob = torch.sigmoid(input) if from_logits else input
-    return (prob * target).sum(1), prob.sum(1), target.sum(1)
+    """Per-row TP = sum(p t), sum(p) and sum(t) of ``(N, M)`` tensors; compiled only."""
+    if not from_logits:
+        return (input * target).sum(1), input.sum(1), target.sum(1)
+    # sigmoid written once per sum, on purpose: on CPU, inductor stores a reused sigmoid (an
+    # "expensive" op) to an input-sized buffer and reads it back, a second pass over the data
+    # (1.6 ms against 0.85 ms for 16 MiB on two cores). Computed twice, each sum recomputes it
+    # in registers, in one loop.
+    return (torch.sigmoid(input) * target).sum(1), torch.sigmoid(input).sum(1), target.sum(1)
 
 
 def _overlap_forward(input: Tensor, target: Tensor, from_logits: bool, terms, params: tuple):
