@@ -84,7 +84,8 @@ def huber_loss(
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
 
     Returns:
-        A scalar for ``"mean"`` and ``"sum"``, else a tensor of ``input``'s shape.
+        A scalar for ``"mean"`` and ``"sum"``, else a tensor of ``input``'s shape; in the
+        dtype of ``input`` and ``target`` promoted together, as ``input - target`` would be.
 
     Raises:
         ValueError: if ``target`` or ``weight`` differs in shape from ``input`` (the message
@@ -101,6 +102,10 @@ def huber_loss(
     delta = _check_delta(delta)
     _check_reduction(reduction)
     _check_shapes(input, target, weight)
+    # F.huber_loss computes a float32 input against a float64 target in float32, then fails
+    # in the backward ("Found dtype Double but expected Float"): promote both first.
+    dtype = torch.promote_types(input.dtype, target.dtype)
+    input, target = input.to(dtype), target.to(dtype)
     if weight is None:
         return F.huber_loss(input, target, reduction=reduction, delta=delta)
     elementwise = F.huber_loss(input, target, reduction="none", delta=delta)

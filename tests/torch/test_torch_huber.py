@@ -195,6 +195,21 @@ def test_half_precision(name, dtype):
 
 
 @pytest.mark.parametrize("name", LOSSES)
+def test_mixed_float_dtypes_promote_and_differentiate(name):
+    # F.huber_loss alone computes this in float32 and fails in the backward.
+    loss_fn, _, reference_loss, reference_grad = LOSSES[name]
+    input, target = residual_data(4, 1.0)
+    input32 = torch.tensor(input, dtype=torch.float32, requires_grad=True)
+    loss = loss_fn(input32, torch.tensor(target), reduction="sum")
+    assert loss.dtype == torch.float64
+    loss.backward()
+    assert input32.grad.dtype == torch.float32
+    residual = input32.detach().double().numpy() - target
+    np.testing.assert_allclose(loss.item(), reference_loss(residual).sum(), rtol=1e-12)
+    np.testing.assert_allclose(input32.grad.numpy(), reference_grad(residual), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", LOSSES)
 def test_empty_input(name):
     loss_fn = LOSSES[name][0]
     empty = torch.zeros(0, 3)
