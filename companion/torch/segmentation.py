@@ -485,7 +485,8 @@ def weighted_bce_loss(
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
 
     Returns:
-        A scalar for ``"mean"`` and ``"sum"``, else a tensor of ``input``'s shape.
+        A scalar for ``"mean"`` and ``"sum"``, else a tensor of ``input``'s shape; in
+        ``input``'s dtype (``target`` and ``weight`` are cast to it).
 
     Raises:
         ValueError: if ``target`` or ``weight`` differs in shape from ``input`` (the message
@@ -501,6 +502,10 @@ def weighted_bce_loss(
     _check_binary(input, target)
     _check_weight_map("weight", weight, input.shape, "input")
     pos_weight = _as_pos_weight(pos_weight, input)
+    # In input's dtype: given a float64 input and a bfloat16 target, the PyTorch function
+    # alone computes and returns bfloat16.
+    target = target.to(input.dtype)
+    weight = None if weight is None else weight.to(input.dtype)
     return F.binary_cross_entropy_with_logits(
         input, target, weight=weight, pos_weight=pos_weight, reduction=reduction
     )
@@ -554,6 +559,7 @@ def dice_bce_loss(
     _check_binary(input, target, per_sample=True)
     pos_weight = _as_pos_weight(pos_weight, input)
     dice = dice_loss(input, target, smooth=smooth, reduction=reduction)
+    target = target.to(input.dtype)  # as in weighted_bce_loss
     if reduction == "none":
         bce = F.binary_cross_entropy_with_logits(
             input, target, pos_weight=pos_weight, reduction="none"

@@ -532,6 +532,17 @@ def test_half_precision_inputs(dtype):
         assert loss.dtype == dtype and torch.isfinite(loss), name
 
 
+def test_a_half_precision_target_does_not_lower_the_precision():
+    # F.binary_cross_entropy_with_logits alone returns bfloat16 for a float64 input here.
+    logits, target = binary_data(18, shape=(2, 1, 16, 16))
+    input = torch.tensor(logits, requires_grad=True)
+    half_target = torch.tensor(target, dtype=torch.bfloat16)  # 0 and 1: exact
+    for name, loss in every_binary_loss(input, half_target).items():
+        exact = every_binary_loss(input, torch.tensor(target))[name]
+        assert loss.dtype == torch.float64, name
+        torch.testing.assert_close(loss, exact, rtol=1e-12, atol=0.0, msg=name)
+
+
 def test_half_precision_weighted_mean_does_not_overflow():
     # 2 * 3 * 256 * 256 pixels with loss ~ 2: the float16 sum would overflow (max 65504).
     class_logits = torch.zeros(2, 3, 256, 256, dtype=torch.float16)
