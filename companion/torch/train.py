@@ -338,7 +338,8 @@ def to_device(batch, config: Config, device: torch.device):
 
 def make_model(config: Config, runtime: Runtime):
     """The U-Net on the device (whose state dict is saved), the module that evaluates
-    (compiled under --compile) and the one that trains (that one, wrapped in DDP)."""
+    (compiled under --compile) and the one that trains (under torchrun wrapped in DDP, then
+    compiled, so that the gradients of each bucket are sent while the backward goes on)."""
     model = UNet(1, config.out_channels, config.base_channels, config.depth).to(runtime.device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -346,7 +347,12 @@ def make_model(config: Config, runtime: Runtime):
     trained = forward
     if runtime.distributed:
         device_ids = [runtime.device.index] if runtime.device.type == "cuda" else None
-        trained = DistributedDataParallel(forward, device_ids=device_ids)
+        # DDP first, then compile (PyTorch's advice): compiled this way, the backward is split
+        # at DDP's bucket boundaries; DDP around a compiled module would wait for the whole
+        # backward before sending anything.
+        trained = DistributedDataParallel(model, device_ids=device_ids)
+        if config.compile:
+            trained = torch.compile(trained)
     return model, forward, trained
 
 
