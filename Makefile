@@ -15,7 +15,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export TF_ENABLE_ONEDNN_OPTS := 0
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help install test unit nbval book browser bench execute lint format clean distclean
+.PHONY: help install test unit nbval book browser bench gpu-check execute lint format clean distclean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -64,6 +64,9 @@ browser: $(STAMP)  ## open every page of the built book in offline Chromium (BOO
 bench: $(STAMP)  ## run the benchmarks in benchmarks/ (installs the bench extra: MONAI)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[bench]"
 	@for script in benchmarks/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+gpu-check:  ## on a machine with CUDA: tests/cuda, then the benchmarks on the GPU (logs in gpu-check/)
+	PYTHON=$(if $(wildcard $(BIN)/python),$(BIN)/python,python3) tools/gpu_check.sh gpu-check
 
 execute: $(STAMP)  ## re-run every notebook in place, refreshing its stored outputs
 	$(BIN)/python tools/execute_notebooks.py $(NOTEBOOKS)
