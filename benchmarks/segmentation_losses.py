@@ -19,8 +19,8 @@ it held before: on CPU replayed from the profiler's record of every allocation a
 counts the gradient of the input (one input-sized tensor), the tensors autograd keeps for
 the backward and the transient ones; "x input" divides it by the size of the logits.
 
-    python benchmarks/segmentation_losses.py                 # about 1-2 minutes on 2 cores
-    python benchmarks/segmentation_losses.py --repeats 20 --no-compile
+    python benchmarks/segmentation_losses.py                 # about 25 s on 2 cores
+    python benchmarks/segmentation_losses.py --repeats 50 --no-compile
     python benchmarks/segmentation_losses.py --quick         # small shapes, a smoke test
 """
 
@@ -60,8 +60,10 @@ from companion.torch import (
 
 @dataclasses.dataclass
 class Config:
-    repeats: int = 7  # timed repetitions per contender; the median is reported
-    warmup: int = 2  # untimed repetitions first (allocator, thread pool, CUDA kernels)
+    # Timed repetitions per contender; the median is reported. Each round takes about 0.2 s on
+    # two cores, and on a shared machine medians of 7 moved the ratios by 10 % between runs.
+    repeats: int = 25
+    warmup: int = 3  # untimed repetitions first (allocator, thread pool, CUDA kernels)
     device: str = "auto"  # "auto" (CUDA if available, else CPU), "cpu" or "cuda"
     binary_shape: str = "16,1,512,512"  # logits of the binary losses, N,C,H,W
     class_shape: str = "4,10,256,256"  # logits of the multi-class losses, N,C,H,W
