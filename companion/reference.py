@@ -23,6 +23,7 @@ Segmentation losses, in PyTorch's layout (``(N, C, ...)`` inputs, class indices 
 ``tversky_loss``                      ``1 - (TP + s) / (TP + alpha FP + beta FN + s)``
 ``weighted_cross_entropy``            ``class_weights[target] * weight_map * NLL`` per pixel
 ``cost_sensitive_cross_entropy``      ``cost_matrix[target, argmax] * NLL`` per pixel
+``expected_cost``                     ``sum_k softmax(x)_k cost_matrix[target, k]`` per pixel
 ====================================  ====================================================
 """
 
@@ -37,6 +38,7 @@ __all__ = [
     "cost_sensitive_cross_entropy",
     "dice_bce_loss",
     "dice_loss",
+    "expected_cost",
     "focal_loss",
     "huber",
     "huber_grad",
@@ -542,3 +544,40 @@ def cost_sensitive_cross_entropy(
     return np.asarray(cost_matrix, dtype=np.float64)[target, predicted] * _nll(
         log_probabilities, target
     )
+
+
+def expected_cost(input, target, cost_matrix, *, from_logits: bool = True) -> np.ndarray:
+    """The expected cost of each pixel's prediction under the predicted distribution.
+
+    Formula, for each pixel with class index ``y`` and ``p = softmax(x)`` over the class
+    axis 1 (``p = x`` when ``from_logits=False``)::
+
+        loss = sum_k p[k] * cost_matrix[y, k]
+
+    Its gradient with respect to the logits is ``p[j] * (cost_matrix[y, j] - loss)``.
+
+    Args:
+        input: logits (or probabilities), shape ``(N, C, ...)``.
+        target: class indices in ``[0, C)``, shape ``(N, ...)``.
+        cost_matrix: ``cost_matrix[true, predicted]``, shape ``(C, C)``.
+        from_logits: whether ``input`` holds logits (default) or probabilities.
+
+    Returns:
+        The expected costs, float64, of ``target``'s shape.
+
+    Raises:
+        ValueError: as :func:`weighted_cross_entropy`, or if ``cost_matrix`` is not
+            ``(C, C)``.
+
+    Example:
+        >>> cost = [[0.0, 1.0], [5.0, 0.0]]
+        >>> expected_cost([[2.0, 0.0]], [1], cost).round(6).tolist()
+        [4.403985]
+    """
+    log_probabilities, target = _class_log_probabilities(input, target, from_logits)
+    cost_matrix = np.asarray(cost_matrix, dtype=np.float64)
+    n_classes = log_probabilities.shape[1]
+    if cost_matrix.shape != (n_classes, n_classes):
+        raise ValueError(f"cost_matrix must be ({n_classes}, {n_classes}), got {cost_matrix.shape}")
+    rows = np.moveaxis(cost_matrix[target], -1, 1)
+    return (np.exp(log_probabilities) * rows).sum(axis=1)

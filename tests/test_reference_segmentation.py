@@ -177,6 +177,25 @@ def test_cost_sensitive_by_hand():
     np.testing.assert_allclose(tied, [9.0 * np.log(3.0)], rtol=1e-15)
 
 
+def test_expected_cost_by_hand():
+    logits = np.log(np.array([[[0.5], [0.3], [0.2]], [[0.1], [0.1], [0.8]]]))  # (2, 3, 1)
+    target = np.array([[1], [2]])
+    cost_matrix = np.array([[0.0, 1.0, 2.0], [5.0, 0.0, 1.0], [9.0, 8.0, 0.5]])
+    # Row 1 of the costs against p = (0.5, 0.3, 0.2); row 2 against (0.1, 0.1, 0.8).
+    expected = [[5.0 * 0.5 + 1.0 * 0.2], [9.0 * 0.1 + 8.0 * 0.1 + 0.5 * 0.8]]
+    np.testing.assert_allclose(
+        reference.expected_cost(logits, target, cost_matrix), expected, rtol=1e-15
+    )
+    probabilities = np.exp(logits)
+    np.testing.assert_allclose(
+        reference.expected_cost(probabilities, target, cost_matrix, from_logits=False),
+        expected,
+        rtol=1e-15,
+    )
+    with pytest.raises(ValueError, match=r"cost_matrix must be \(3, 3\), got \(2, 2\)"):
+        reference.expected_cost(logits, target, np.eye(2))
+
+
 def test_invalid_input():
     with pytest.raises(ValueError, match=r"input \(2, 3\) and target \(3, 2\)"):
         reference.dice_loss(np.zeros((2, 3)), np.zeros((3, 2)))

@@ -1,7 +1,8 @@
 """Segmentation losses for Keras 3, channels last, on any backend.
 
-Weighted BCE, Dice, Dice + BCE, focal, Tversky, and weighted and cost-sensitive categorical
-cross-entropy, each as a function and a registered ``keras.losses.Loss`` subclass, plus
+Weighted BCE, Dice, Dice + BCE, focal, Tversky, weighted and cost-sensitive categorical
+cross-entropy, and the expected cost, each as a function and a registered
+``keras.losses.Loss`` subclass, plus
 :func:`~companion.keras.class_weight_to_sample_weight`. They follow ``keras.losses``' habits:
 ``(y_true, y_pred)`` order, probabilities by default (``from_logits=False``), and functions
 that return unreduced values, which the ``Loss`` classes weight by ``sample_weight`` and
@@ -12,7 +13,8 @@ reduce (every name below is imported from :mod:`companion.keras`):
   map, or :func:`~companion.keras.class_weight_to_sample_weight`) applies:
   :func:`~companion.keras.weighted_bce`, :func:`~companion.keras.focal`,
   :func:`~companion.keras.weighted_categorical_crossentropy`,
-  :func:`~companion.keras.cost_sensitive_categorical_crossentropy`;
+  :func:`~companion.keras.cost_sensitive_categorical_crossentropy`,
+  :func:`~companion.keras.expected_cost`;
 - per sample, shape ``(N,)``: every non-batch axis pooled: :func:`~companion.keras.dice`,
   :func:`~companion.keras.dice_bce`, :func:`~companion.keras.tversky`.
 
@@ -41,6 +43,7 @@ __all__ = [
     "CostSensitiveCategoricalCrossentropy",
     "Dice",
     "DiceBCE",
+    "ExpectedCost",
     "Focal",
     "Tversky",
     "WeightedBCE",
@@ -49,6 +52,7 @@ __all__ = [
     "cost_sensitive_categorical_crossentropy",
     "dice",
     "dice_bce",
+    "expected_cost",
     "focal",
     "tversky",
     "weighted_bce",
@@ -493,6 +497,51 @@ def cost_sensitive_categorical_crossentropy(
     return ops.cast(cost * loss, dtype)
 
 
+def expected_cost(y_true, y_pred, cost_matrix, *, from_logits: bool = False):
+    """The expected cost of each pixel's prediction under the predicted distribution.
+
+    Formula, for each pixel with one-hot ``y_true`` over the last axis and ``p = y_pred`` (or
+    ``softmax(y_pred)`` with ``from_logits``)::
+
+        loss = sum_k p[k] * cost_matrix[true, k]
+
+    (for soft labels, the ``y_true``-weighted mean of the rows). The differentiable
+    counterpart of :func:`cost_sensitive_categorical_crossentropy`: the costs shape the
+    gradient instead of weighting the cross-entropy by the cost of a constant ``argmax``.
+    Bounded and saturating (a confidently wrong pixel has almost no gradient), so it is
+    usually added to a cross-entropy rather than trained alone; see
+    ``companion.torch.expected_cost_loss``, to whose ``reduction="none"`` values it is
+    equal. Probabilities are used as given (not renormalized or clipped: no logarithm here).
+
+    Args:
+        y_true: one-hot (float) labels, shape ``(N, H, W, C)``.
+        y_pred: probabilities (or logits), the shape of ``y_true``.
+        cost_matrix: ``cost_matrix[true, predicted]``, shape ``(C, C)``.
+        from_logits: whether ``y_pred`` holds logits.
+
+    Returns:
+        Per-pixel expected costs, shape ``(N, H, W)``.
+
+    Raises:
+        ValueError: if the shapes differ, ``y_true`` is not floating point, or
+            ``cost_matrix`` is not square or not ``(C, C)``.
+
+    Example:
+        >>> cost = [[0.0, 1.0], [5.0, 0.0]]
+        >>> y_true, y_pred = [[0.0, 1.0], [0.0, 1.0]], [[0.8, 0.2], [0.3, 0.7]]
+        >>> [round(float(v), 4) for v in expected_cost(y_true, y_pred, cost)]
+        [4.0, 1.5]
+    """
+    y_true, y_pred, dtype = _prepare(y_true, y_pred, classes=True)
+    cost_matrix = _cost_matrix(cost_matrix, y_pred.shape[-1])
+    probabilities = ops.softmax(y_pred, axis=-1) if from_logits else y_pred
+    # Each pixel's row of the cost matrix: one-hot labels times the matrix. einsum, not
+    # matmul: Keras 3.15's torch backend computes matmul of float64 tensors in float32.
+    costs = ops.convert_to_tensor(cost_matrix, dtype=y_pred.dtype)
+    rows = ops.einsum("...j,jk->...k", y_true, costs)
+    return ops.cast(ops.sum(probabilities * rows, axis=-1), dtype)
+
+
 def class_weight_to_sample_weight(y_true, class_weight):
     """Per-pixel ``sample_weight`` that does for masks what ``fit(class_weight=...)`` does
     for labels.
@@ -886,3 +935,39 @@ class CostSensitiveCategoricalCrossentropy(_SegmentationLoss):
         return cost_sensitive_categorical_crossentropy(
             y_true, y_pred, self.cost_matrix, from_logits=self.from_logits
         )
+
+
+@keras.saving.register_keras_serializable(package="companion")
+class ExpectedCost(_SegmentationLoss):
+    """The expected cost of each pixel's prediction; see :func:`expected_cost`.
+
+    Args:
+        cost_matrix: ``cost_matrix[true, predicted]``, shape ``(C, C)``.
+        from_logits: whether ``y_pred`` holds logits.
+        reduction: as in ``keras.losses.Loss``, ``"sum_over_batch_size"`` by default.
+        name: the loss's name.
+        dtype: the dtype of the computation, ``keras.backend.floatx()`` by default.
+
+    Raises:
+        ValueError: if ``cost_matrix`` is not square, at construction.
+
+    Example:
+        >>> loss = ExpectedCost([[0.0, 1.0], [5.0, 0.0]])
+        >>> round(float(loss([[0.0, 1.0], [0.0, 1.0]], [[0.8, 0.2], [0.3, 0.7]])), 4)
+        2.75
+    """
+
+    def __init__(
+        self,
+        cost_matrix,
+        from_logits=False,
+        reduction="sum_over_batch_size",
+        name="expected_cost",
+        dtype=None,
+    ):
+        cost_matrix = _cost_matrix(cost_matrix).tolist()
+        super().__init__(name, reduction, dtype, cost_matrix=cost_matrix, from_logits=from_logits)
+        self.cost_matrix, self.from_logits = cost_matrix, from_logits
+
+    def call(self, y_true, y_pred):
+        return expected_cost(y_true, y_pred, self.cost_matrix, from_logits=self.from_logits)

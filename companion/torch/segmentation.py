@@ -1,5 +1,5 @@
-"""Segmentation losses for PyTorch: weighted BCE, Dice, Dice + BCE, focal, Tversky, and
-weighted and cost-sensitive cross-entropy.
+"""Segmentation losses for PyTorch: weighted BCE, Dice, Dice + BCE, focal, Tversky,
+weighted and cost-sensitive cross-entropy, and the expected cost.
 
 They follow ``torch.nn``'s habits: ``(input, target)`` order, logits by default,
 ``reduction`` in ``{"mean", "sum", "none"}``, a function (``dice_loss``) and an ``nn.Module``
@@ -33,6 +33,7 @@ __all__ = [
     "CostSensitiveCrossEntropyLoss",
     "DiceBCELoss",
     "DiceLoss",
+    "ExpectedCostLoss",
     "FocalLoss",
     "TverskyLoss",
     "WeightedBCELoss",
@@ -40,6 +41,7 @@ __all__ = [
     "cost_sensitive_cross_entropy",
     "dice_bce_loss",
     "dice_loss",
+    "expected_cost_loss",
     "focal_loss",
     "tversky_loss",
     "weighted_bce_loss",
@@ -822,6 +824,68 @@ def cost_sensitive_cross_entropy(
     return _reduce(function.apply(input, target, cost_matrix.detach()), reduction)
 
 
+def expected_cost_loss(
+    input: Tensor,
+    target: Tensor,
+    cost_matrix,
+    *,
+    reduction: str = "mean",
+) -> Tensor:
+    """The expected cost of each pixel's prediction under the predicted distribution.
+
+    Formula, for each pixel ``i`` with class index ``y_i`` and ``p = softmax(input)`` over the
+    class axis::
+
+        loss_i = sum_k p_ik * cost_matrix[y_i, k]
+
+    then ``"mean"`` over pixels, ``"sum"``, or ``"none"`` (shape ``(N, *)``). This is the
+    differentiable counterpart of :func:`cost_sensitive_cross_entropy`: instead of weighting
+    the cross-entropy by the cost of the ``argmax`` (a constant, since ``argmax`` has no
+    gradient), it averages the costs over the classes the model predicts, so the cost matrix
+    itself shapes the gradient, ``dloss_i/dinput_ij = p_ij * (cost_matrix[y_i, j] -
+    loss_i)``: probability moves from classes costlier than the current expectation to
+    cheaper ones. With ``cost_matrix = 1 - eye(C)`` it is the expected error ``1 - p_iy``.
+
+    The loss is bounded (between the smallest and largest cost of the true class's row) and
+    saturates: a confidently wrong pixel has ``p`` near one-hot and a gradient near 0, which
+    makes it a poor loss to train from scratch alone. It is usually added to a cross-entropy,
+    ``F.cross_entropy(input, target) + weight * expected_cost_loss(input, target, cost)``, or
+    used to fine-tune. Computed with ``softmax`` (float32 for half-precision input), so logits
+    of +-1e4 are fine; it keeps the probabilities and the gathered cost rows (two input-sized
+    tensors) for the backward.
+
+    Args:
+        input: logits, shape ``(N, C, *)``, floating point.
+        target: class indices in ``[0, C)``, shape ``(N, *)``, an integer dtype.
+        cost_matrix: ``cost_matrix[true, predicted]``, shape ``(C, C)`` (a tensor or nested
+            sequence); its diagonal is the cost of a correct prediction.
+        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
+
+    Returns:
+        A scalar for ``"mean"`` and ``"sum"``, else a tensor of ``target``'s shape; in
+        ``input``'s dtype.
+
+    Raises:
+        ValueError: if ``target`` is not integer or not shaped as ``input`` without axis 1,
+            ``cost_matrix`` is not square or not ``(C, C)``, or ``reduction`` is unknown.
+
+    Example:
+        >>> cost = [[0.0, 1.0], [5.0, 0.0]]
+        >>> input, target = torch.tensor([[2.0, 0.0], [0.0, 2.0]]), torch.tensor([1, 1])
+        >>> expected_cost_loss(input, target, cost, reduction="none")
+        tensor([4.4040, 0.5960])
+    """
+    _check_reduction(reduction)
+    target = _check_class_target(input, target)
+    cost_matrix = _as_cost_matrix(cost_matrix, input)
+    dtype = torch.float32 if input.dtype in _HALF else input.dtype
+    prob = torch.softmax(input, 1, dtype=dtype)
+    # The row of each pixel's true class, moved to the class axis: (N, C, *).
+    rows = cost_matrix.to(dtype)[target].movedim(-1, 1)
+    loss = (prob * rows).sum(1)
+    return _reduce(loss, reduction).to(input.dtype)
+
+
 def _cost_sensitive_forward(input: Tensor, target: Tensor, cost_matrix: Tensor):
     """Per-pixel loss, maximum, log of the shifted sum and cost, ``(N, 1, *)``; compiled."""
     largest = input.amax(1, keepdim=True)
@@ -1215,6 +1279,49 @@ class WeightedCrossEntropyLoss(nn.Module):
         return f"reduction={self.reduction!r}"
 
 
+class ExpectedCostLoss(nn.Module):
+    """The expected cost of each pixel's prediction; see :func:`expected_cost_loss`.
+
+    Shape:
+        - input: ``(N, C, *)``, logits.
+        - target: ``(N, *)``, class indices.
+        - output: a scalar for ``"mean"`` and ``"sum"``, ``(N, *)`` for ``"none"``.
+
+    Args:
+        cost_matrix: ``cost_matrix[true, predicted]``, shape ``(C, C)``; stored as a buffer.
+        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
+
+    Raises:
+        ValueError: if ``cost_matrix`` is not square, at construction.
+
+    Example:
+        >>> criterion = ExpectedCostLoss([[0.0, 1.0], [5.0, 0.0]], reduction="sum")
+        >>> criterion(torch.tensor([[2.0, 0.0], [0.0, 2.0]]), torch.tensor([1, 1]))
+        tensor(5.0000)
+    """
+
+    def __init__(self, cost_matrix, reduction: str = "mean") -> None:
+        super().__init__()
+        self.reduction = _check_reduction(reduction)
+        self.register_buffer("cost_matrix", _square_cost_matrix(cost_matrix))
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return expected_cost_loss(input, target, self.cost_matrix, reduction=self.reduction)
+
+    def extra_repr(self) -> str:
+        return f"n_classes={self.cost_matrix.shape[0]}, reduction={self.reduction!r}"
+
+
+def _square_cost_matrix(cost_matrix) -> Tensor:
+    cost_matrix = torch.as_tensor(cost_matrix, dtype=torch.get_default_dtype())
+    if cost_matrix.ndim != 2 or cost_matrix.shape[0] != cost_matrix.shape[1]:
+        raise ValueError(
+            "cost_matrix must be a square matrix (C, C), cost_matrix[true, predicted], "
+            f"got shape {tuple(cost_matrix.shape)}"
+        )
+    return cost_matrix
+
+
 class CostSensitiveCrossEntropyLoss(nn.Module):
     """Cross-entropy times the cost of each pixel's prediction; see
     :func:`cost_sensitive_cross_entropy`.
@@ -1242,13 +1349,7 @@ class CostSensitiveCrossEntropyLoss(nn.Module):
         super().__init__()
         self.reduction = _check_reduction(reduction)
         self.compile = bool(compile)
-        cost_matrix = torch.as_tensor(cost_matrix, dtype=torch.get_default_dtype())
-        if cost_matrix.ndim != 2 or cost_matrix.shape[0] != cost_matrix.shape[1]:
-            raise ValueError(
-                "cost_matrix must be a square matrix (C, C), cost_matrix[true, predicted], "
-                f"got shape {tuple(cost_matrix.shape)}"
-            )
-        self.register_buffer("cost_matrix", cost_matrix)
+        self.register_buffer("cost_matrix", _square_cost_matrix(cost_matrix))
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         return cost_sensitive_cross_entropy(

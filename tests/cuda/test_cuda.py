@@ -79,6 +79,12 @@ MULTI_CLASS = {
         1.0 + torch.arange(x.shape[1] ** 2, device=x.device).view(x.shape[1], -1) % 3,
         reduction="none",
     ),
+    "expected_cost_loss": lambda x, t: ct.expected_cost_loss(
+        x,
+        t,
+        1.0 + torch.arange(x.shape[1] ** 2, device=x.device).view(x.shape[1], -1) % 3,
+        reduction="none",
+    ),
 }
 
 

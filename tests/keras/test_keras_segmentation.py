@@ -15,6 +15,7 @@ from companion.keras import (
     CostSensitiveCategoricalCrossentropy,
     Dice,
     DiceBCE,
+    ExpectedCost,
     Focal,
     Tversky,
     WeightedBCE,
@@ -23,6 +24,7 @@ from companion.keras import (
     cost_sensitive_categorical_crossentropy,
     dice,
     dice_bce,
+    expected_cost,
     focal,
     tversky,
     weighted_bce,
@@ -187,6 +189,10 @@ def test_categorical_losses_equal_torch_and_reference(from_logits):
                 x, target, cost_matrix, reduction="none"
             ),
         ),
+        (
+            lambda t, p: expected_cost(t, p, cost_matrix, from_logits=from_logits),
+            lambda x: companion_torch.expected_cost_loss(x, target, cost_matrix, reduction="none"),
+        ),
     ]:
         values, grad = value_and_grad(
             lambda pred, keras_fn=keras_fn: keras_fn(ops.convert_to_tensor(y_true), pred), y_pred
@@ -209,6 +215,11 @@ def test_categorical_losses_equal_torch_and_reference(from_logits):
         reference.cost_sensitive_cross_entropy(
             probabilities, labels, cost_matrix, from_logits=False
         ),
+        rtol=1e-12,
+    )
+    np.testing.assert_allclose(
+        to_numpy(expected_cost(y_true, y_pred, cost_matrix, from_logits=from_logits)),
+        reference.expected_cost(probabilities, labels, cost_matrix, from_logits=False),
         rtol=1e-12,
     )
 
@@ -341,6 +352,7 @@ CLASSES = {
         "cost_matrix": [[0.0, 1.0], [5.0, 0.5]],
         "from_logits": True,
     },
+    ExpectedCost: {"cost_matrix": [[0.0, 1.0], [5.0, 0.5]], "from_logits": True},
 }
 
 
@@ -456,6 +468,8 @@ def test_huge_logits_are_finite_for_categorical_losses():
             ),
             [0.0, 2e4],
         ),
+        # The expected cost saturates: p is one-hot, so the cost of the prediction, 0 and 1.
+        (lambda pred: expected_cost(y_true, pred, cost, from_logits=True), [0.0, 1.0]),
     ):
         values, grad = value_and_grad(function, logits)
         assert np.all(np.isfinite(grad))
@@ -501,6 +515,10 @@ def test_bad_input_raises_value_error_naming_the_problem():
         CostSensitiveCategoricalCrossentropy(np.ones((2, 3)))
     with pytest.raises(ValueError, match=r"must be \(3, 3\) for the 3 classes.*\(2, 2\)"):
         cost_sensitive_categorical_crossentropy(np.zeros((2, 3)), np.zeros((2, 3)), np.eye(2))
+    with pytest.raises(ValueError, match=r"must be \(3, 3\) for the 3 classes.*\(2, 2\)"):
+        expected_cost(np.zeros((2, 3)), np.zeros((2, 3)), np.eye(2))
+    with pytest.raises(ValueError, match=r"cost_matrix must be a square matrix.*\(2, 3\)"):
+        ExpectedCost(np.ones((2, 3)))
     with pytest.raises(ValueError, match=r"pos_weight must be a number or one value per channel"):
         weighted_bce(np.zeros((2, 3)), np.zeros((2, 3)), pos_weight=[1.0, 2.0])
     with pytest.raises(ValueError, match=r"class_weights must be one weight per class.*\(2, 2\)"):

@@ -11,6 +11,7 @@ from companion.torch import (
     CostSensitiveCrossEntropyLoss,
     DiceBCELoss,
     DiceLoss,
+    ExpectedCostLoss,
     FocalLoss,
     TverskyLoss,
     WeightedBCELoss,
@@ -18,6 +19,7 @@ from companion.torch import (
     cost_sensitive_cross_entropy,
     dice_bce_loss,
     dice_loss,
+    expected_cost_loss,
     focal_loss,
     tversky_loss,
     weighted_bce_loss,
@@ -281,6 +283,41 @@ def test_cost_sensitive_ties_take_the_first_class_where_the_loop_sums():
     )
 
 
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_expected_cost_matches_reference_and_its_closed_form_gradient(reduction):
+    logits, target = class_data(14, shape=(2, 5, 3, 4))
+    cost_matrix = np.random.default_rng(15).uniform(0.0, 5.0, size=(5, 5))
+    input = torch.tensor(logits, requires_grad=True)
+    loss = expected_cost_loss(input, torch.tensor(target), cost_matrix, reduction=reduction)
+    expected = reference.expected_cost(logits, target, cost_matrix)
+    assert_matches(loss, reduce(expected, reduction))
+    # d loss_i / d x_ij = p_ij (cost[y_i, j] - loss_i), summed over pixels.
+    loss.sum().backward()
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    rows = np.moveaxis(cost_matrix[target], -1, 1)
+    grad = p * (rows - expected[:, None])
+    scale = 1.0 / target.size if reduction == "mean" else 1.0
+    np.testing.assert_allclose(input.grad.numpy(), scale * grad, rtol=1e-12, atol=1e-15)
+
+
+def test_expected_cost_limits():
+    logits, target = tensors(*class_data(16, shape=(2, 3, 4, 4)))
+    logits.requires_grad_()
+    # Equal costs: the loss is that cost everywhere and the gradient vanishes.
+    flat = expected_cost_loss(logits, target, torch.full((3, 3), 2.0, dtype=torch.float64))
+    (grad,) = torch.autograd.grad(flat, logits)
+    assert flat.item() == pytest.approx(2.0, rel=1e-15)
+    assert grad.abs().max().item() < 1e-16
+    # 0-1 costs: the expected error 1 - p_y.
+    zero_one = expected_cost_loss(logits, target, 1.0 - torch.eye(3), reduction="none")
+    p_true = torch.softmax(logits, 1).gather(1, target.unsqueeze(1)).squeeze(1)
+    torch.testing.assert_close(zero_one, 1.0 - p_true, rtol=1e-14, atol=1e-15)
+    # No argmax involved: ties are smooth, and huge logits stay finite.
+    tied = expected_cost_loss(torch.zeros(1, 3, 1), torch.tensor([[2]]), torch.eye(3) * 3)
+    assert tied.item() == pytest.approx(1.0, rel=1e-7)
+
+
 # ------------------------------------------------------------------------ limits and invariances
 
 
@@ -424,6 +461,10 @@ def gradcheck_cases():
             lambda x: cost_sensitive_cross_entropy(x, classes, cost, reduction="sum"),
             (class_input.clone().requires_grad_(),),
         ),
+        "expected_cost": (
+            lambda x: expected_cost_loss(x, classes, cost, reduction="none"),
+            (class_input.clone().requires_grad_(),),
+        ),
     }
 
 
@@ -476,6 +517,9 @@ def every_class_loss(input, target):
             input, target, class_weights=[1.0, 2.0, 3.0], weight_map=torch.ones(target.shape)
         ),
         "cost_sensitive": cost_sensitive_cross_entropy(
+            input, target, [[0.0, 1.0, 1.0], [2.0, 0.0, 1.0], [5.0, 1.0, 0.0]]
+        ),
+        "expected_cost": expected_cost_loss(
             input, target, [[0.0, 1.0, 1.0], [2.0, 0.0, 1.0], [5.0, 1.0, 0.0]]
         ),
     }
@@ -710,12 +754,17 @@ def test_modules_match_functions():
                 CostSensitiveCrossEntropyLoss(cost, reduction=reduction)(class_input, classes),
                 cost_sensitive_cross_entropy(class_input, classes, cost, reduction=reduction),
             ),
+            (
+                ExpectedCostLoss(cost, reduction=reduction)(class_input, classes),
+                expected_cost_loss(class_input, classes, cost, reduction=reduction),
+            ),
         ]
         for module_value, function_value in pairs:
             # Buffers are float32 until they meet the input: float32-rounded weights.
             torch.testing.assert_close(module_value, function_value, rtol=1e-6, atol=0.0)
     assert "alpha=0.2, beta=0.8" in repr(TverskyLoss(alpha=0.2, beta=0.8))
     assert "n_classes=4" in repr(CostSensitiveCrossEntropyLoss(torch.eye(4)))
+    assert "n_classes=4, reduction='sum'" in repr(ExpectedCostLoss(torch.eye(4), reduction="sum"))
 
 
 def test_module_buffers_follow_the_module():
@@ -724,6 +773,7 @@ def test_module_buffers_follow_the_module():
     assert set(dict(module.named_buffers())) == {"class_weights"}
     assert set(dict(WeightedBCELoss(pos_weight=2.0).named_buffers())) == {"pos_weight"}
     assert set(dict(CostSensitiveCrossEntropyLoss(torch.eye(2)).named_buffers())) == {"cost_matrix"}
+    assert set(dict(ExpectedCostLoss(torch.eye(2)).named_buffers())) == {"cost_matrix"}
 
 
 # -------------------------------------------------------------------------------- bad input
@@ -739,7 +789,11 @@ def test_shape_mismatch_names_both_shapes():
     with pytest.raises(ValueError, match=r"pos_weight \(3, 1, 1\) and input \(2, 1, 4, 4\)"):
         weighted_bce_loss(input, input, pos_weight=torch.ones(3, 1, 1))
     classes = torch.zeros(2, 4, 5, dtype=torch.long)
-    for function in (weighted_cross_entropy, CostSensitiveCrossEntropyLoss(torch.eye(3))):
+    for function in (
+        weighted_cross_entropy,
+        CostSensitiveCrossEntropyLoss(torch.eye(3)),
+        ExpectedCostLoss(torch.eye(3)),
+    ):
         with pytest.raises(
             ValueError, match=r"without its class axis 1, got input \(2, 3, 4, 4\) and target"
         ):
@@ -789,6 +843,14 @@ def test_class_weight_and_cost_matrix_sizes():
         CostSensitiveCrossEntropyLoss(torch.ones(3))
     with pytest.raises(ValueError, match=r"must be \(3, 3\) for the 3 classes.*\(2, 2\)"):
         cost_sensitive_cross_entropy(logits, classes, torch.eye(2))
+    with pytest.raises(
+        ValueError, match=r"cost_matrix must be a square matrix.*got shape \(3, 2\)"
+    ):
+        expected_cost_loss(logits, classes, torch.ones(3, 2))
+    with pytest.raises(ValueError, match=r"must be \(3, 3\) for the 3 classes.*\(2, 2\)"):
+        expected_cost_loss(logits, classes, torch.eye(2))
+    with pytest.raises(ValueError, match=r"cost_matrix must be a square matrix.*got shape \(3,\)"):
+        ExpectedCostLoss(torch.ones(3))
 
 
 @pytest.mark.parametrize(
