@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -29,6 +30,7 @@ __all__ = [
     "check_common_options",
     "option",
     "plot_curves",
+    "replace_durably",
 ]
 
 #: The ``--loss`` values of binary segmentation (trained on small_targets, one output channel).
@@ -226,3 +228,25 @@ def plot_curves(path: Path, history: list[dict], title: str) -> None:
         axes.legend()
     figure.suptitle(title)
     figure.savefig(path, dpi=100)
+
+
+def replace_durably(temporary: Path, path: Path) -> None:
+    """Rename the finished file ``temporary`` over ``path``, so that it survives a crash.
+
+    ``os.replace`` alone is atomic (a reader sees the old file or the new one, and a process
+    killed while writing ``temporary`` leaves ``path`` intact), but after a power loss the
+    rename can reach the disk before the data: ``fsync`` the file first, then the folder, so
+    that the rename itself is stored. The folder's ``fsync`` is skipped where the operating
+    system cannot open a folder (Windows).
+    """
+    with open(temporary, "rb") as file:
+        os.fsync(file.fileno())
+    os.replace(temporary, path)
+    try:
+        folder = os.open(Path(path).parent, os.O_RDONLY)
+    except OSError:  # Windows opens no folders
+        return
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)

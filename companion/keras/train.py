@@ -61,6 +61,7 @@ from companion.training import (
     find,
     option,
     plot_curves,
+    replace_durably,
 )
 from companion.weightmaps import balanced_class_weights
 
@@ -408,7 +409,7 @@ class AtomicCheckpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         temporary = self.path.with_name("checkpoint.tmp.weights.h5")
         self.model.save_weights(temporary, overwrite=True)
-        os.replace(temporary, self.path)
+        replace_durably(temporary, self.path)
 
 
 def read_metrics(path: Path) -> list[dict]:

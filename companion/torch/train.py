@@ -56,6 +56,7 @@ from companion.training import (
     find,
     option,
     plot_curves,
+    replace_durably,
 )
 from companion.weightmaps import balanced_class_weights
 
@@ -524,7 +525,8 @@ def restore_checkpoint(checkpoint: dict, model, optimizer, scaler) -> tuple[int,
 
 
 def save_checkpoint(path: Path, model, optimizer, scaler, epoch, history, config) -> None:
-    """Write the training state to ``path`` atomically: a temporary file, then a rename."""
+    """Write the training state to ``path`` atomically: a temporary file, then a rename
+    (:func:`companion.training.replace_durably`)."""
     state = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -536,7 +538,7 @@ def save_checkpoint(path: Path, model, optimizer, scaler, epoch, history, config
     }
     temporary = path.with_name(path.name + ".tmp")
     torch.save(state, temporary)
-    os.replace(temporary, path)
+    replace_durably(temporary, path)
 
 
 def write_metrics(path: Path, history: list[dict]) -> None:
@@ -546,7 +548,7 @@ def write_metrics(path: Path, history: list[dict]) -> None:
         writer = csv.DictWriter(file, fieldnames=METRIC_COLUMNS)
         writer.writeheader()
         writer.writerows(history)
-    os.replace(temporary, path)
+    replace_durably(temporary, path)
 
 
 # -- training -----------------------------------------------------------------------------
