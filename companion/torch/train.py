@@ -366,8 +366,8 @@ def build_loss(config: Config, stats: dict, device: torch.device, world_size: in
     With ``world_size > 1`` (training under torchrun), the weighted cross-entropies (``wce``,
     ``wce_map``) divide each process's weighted sum by the weight of the whole global batch
     (summed across processes), so that DistributedDataParallel's average of the gradients is
-    the gradient of one process on the global batch. Evaluation, where each process scores its
-    own share, takes the loss with ``world_size=1``.
+    the gradient of one process on the global batch. Evaluation pools the loss's terms over
+    the whole validation set instead (:func:`build_loss_terms`).
 
     ``bce`` and ``wce`` are PyTorch's built-ins; the others are the package's, looked up at
     run time (:data:`LOSS_REQUIREMENTS`). Every constant tensor is on ``device``.
@@ -391,30 +391,17 @@ def build_loss(config: Config, stats: dict, device: torch.device, world_size: in
         loss = functions["tversky_loss"]
         alpha, beta = config.tversky_alpha, config.tversky_beta
         return lambda logits, target, weight_map: loss(logits, target, alpha=alpha, beta=beta)
+    weighted = _weighted_sum_and_weight(config, stats, device)
+    if weighted is not None and world_size > 1:
+        return _over_the_global_batch(weighted, world_size)
     if name == "wce":
         class_weights = torch.tensor(stats["class_weights"], dtype=torch.float32, device=device)
-        if world_size > 1:
-            return _over_the_global_batch(
-                lambda logits, target, weight_map: (
-                    F.cross_entropy(logits, target, weight=class_weights, reduction="sum"),
-                    class_weights[target].sum(),
-                ),
-                world_size,
-            )
         return lambda logits, target, weight_map: F.cross_entropy(
             logits, target, weight=class_weights
         )
     if name == "wce_map":
         # The map already holds the class weights (unet_weight_map(class_weights=...)).
         loss = functions["weighted_cross_entropy"]
-        if world_size > 1:
-            return _over_the_global_batch(
-                lambda logits, target, weight_map: (
-                    loss(logits, target, weight_map=weight_map, reduction="sum"),
-                    weight_map.sum(),
-                ),
-                world_size,
-            )
         return lambda logits, target, weight_map: loss(logits, target, weight_map=weight_map)
     if name == "cost":
         cost = torch.tensor(
@@ -423,6 +410,43 @@ def build_loss(config: Config, stats: dict, device: torch.device, world_size: in
         loss = functions["cost_sensitive_cross_entropy"]
         return lambda logits, target, weight_map: loss(logits, target, cost)
     raise ValueError(f"unknown loss {name!r}")
+
+
+def _weighted_sum_and_weight(config: Config, stats: dict, device: torch.device):
+    """For the weighted means (``wce``, ``wce_map``): ``f(logits, target, weight_map) ->
+    (weighted sum, sum of the weights)`` of a batch; None for the other losses."""
+    if config.loss == "wce":
+        class_weights = torch.tensor(stats["class_weights"], dtype=torch.float32, device=device)
+        return lambda logits, target, weight_map: (
+            F.cross_entropy(logits, target, weight=class_weights, reduction="sum"),
+            class_weights[target].sum(),
+        )
+    if config.loss == "wce_map":
+        loss = find(LOSS_REQUIREMENTS["wce_map"][0])
+        return lambda logits, target, weight_map: (
+            loss(logits, target, weight_map=weight_map, reduction="sum"),
+            weight_map.sum(),
+        )
+    return None
+
+
+def build_loss_terms(config: Config, stats: dict, device: torch.device) -> Callable:
+    """The validation loss as ``terms(logits, target, weight_map) -> (numerator,
+    denominator)``, whose sums over batches (and processes) divide into the loss of the set.
+
+    For the weighted means, the weighted sum and the sum of the weights, so that the
+    validation loss is the weighted mean over the whole set, however it is cut into batches
+    and shared among processes; for the others, the batch's loss times its number of images,
+    and that number (every loss is a mean over images, or over pixels of equal-sized images).
+    """
+    weighted = _weighted_sum_and_weight(config, stats, device)
+    if weighted is not None:
+        return weighted
+    loss_fn = build_loss(config, stats, device)
+    return lambda logits, target, weight_map: (
+        loss_fn(logits, target, weight_map) * len(logits),
+        torch.tensor(float(len(logits)), device=logits.device),
+    )
 
 
 def _over_the_global_batch(weighted_sum_and_weight: Callable, world_size: int) -> Callable:
@@ -452,19 +476,22 @@ def predictions(logits: torch.Tensor, targets: torch.Tensor, binary: bool):
 
 
 @torch.no_grad()
-def evaluate(model, loader, loss_fn, config: Config, runtime: Runtime) -> dict[str, float]:
-    """Validation loss and pooled scores, summed over every rank's slice of the data."""
+def evaluate(model, loader, loss_terms, config: Config, runtime: Runtime) -> dict[str, float]:
+    """Validation loss and pooled scores, summed over every rank's slice of the data;
+    ``loss_terms`` is :func:`build_loss_terms`'s."""
     model.eval()
     n_classes = 2 if config.binary else config.n_classes
-    totals = torch.zeros(2, dtype=runtime.sum_dtype, device=runtime.device)  # loss sum, images
+    # The loss's numerator and denominator, summed over batches and processes.
+    totals = torch.zeros(2, dtype=runtime.sum_dtype, device=runtime.device)
     confusion = torch.zeros(n_classes * n_classes, dtype=torch.int64, device=runtime.device)
     for batch in loader:
         images, targets, weight_map = to_device(batch, config, runtime.device)
         with runtime.autocast():
             logits = model(images)
         logits = logits.float()
-        totals[0] += loss_fn(logits, targets, weight_map).to(totals.dtype) * len(images)
-        totals[1] += len(images)
+        numerator, denominator = loss_terms(logits, targets, weight_map)
+        totals[0] += numerator.to(totals.dtype)
+        totals[1] += denominator.to(totals.dtype)
         predicted, truth = predictions(logits, targets, config.binary)
         confusion += torch.bincount(
             (truth * n_classes + predicted).flatten(), minlength=n_classes * n_classes
@@ -578,15 +605,14 @@ def prepare(config: Config, runtime: Runtime):
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=config.amp == "fp16")
     loss_fn = build_loss(config, stats, runtime.device, runtime.world_size)
-    eval_loss_fn = build_loss(config, stats, runtime.device)
-    return train_set, val_set, model, forward, trained, optimizer, scaler, loss_fn, eval_loss_fn
+    eval_loss_terms = build_loss_terms(config, stats, runtime.device)
+    return train_set, val_set, model, forward, trained, optimizer, scaler, loss_fn, eval_loss_terms
 
 
 def train(config: Config, runtime: Runtime) -> list[dict]:
     """The training loop; returns the metrics of every epoch (of this and earlier runs)."""
-    train_set, val_set, model, forward, trained, optimizer, scaler, loss_fn, eval_loss_fn = prepare(
-        config, runtime
-    )
+    prepared = prepare(config, runtime)
+    train_set, val_set, model, forward, trained, optimizer, scaler, loss_fn, loss_terms = prepared
     train_loader, val_loader, sampler = make_loaders(config, runtime, train_set, val_set)
     out = Path(config.out)
     checkpoint_path = out / CHECKPOINT
@@ -627,7 +653,7 @@ def train(config: Config, runtime: Runtime) -> list[dict]:
         if runtime.distributed:
             dist.all_reduce(totals)
         row = {"epoch": epoch, "train_loss": (totals[0] / totals[1]).item()}
-        row.update(evaluate(forward, val_loader, eval_loss_fn, config, runtime))
+        row.update(evaluate(forward, val_loader, loss_terms, config, runtime))
         history.append(row)
         if runtime.main_process:
             save_checkpoint(checkpoint_path, model, optimizer, scaler, epoch, history, config)
