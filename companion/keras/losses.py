@@ -8,6 +8,11 @@ error here, never a silent squeeze or broadcast.
 
 Only ``keras.ops`` is used, so the losses run on the TensorFlow, JAX and torch backends. The
 float64 twins of these losses are in :mod:`companion.reference`.
+
+The ``dtype`` of the ``Loss`` classes: with ``"float64"``, the functions compute and return
+float64 on every backend, but on the torch backend Keras 3.15's reduction in
+``keras.losses.Loss`` returns the reduced value in float32, as it does for ``keras.losses``'
+own classes.
 """
 
 from __future__ import annotations

@@ -14,6 +14,11 @@ The Keras twins of :mod:`companion.torch.precision`, in Keras's conventions:
 With ``class_index``, ``y_pred`` holds ``C`` classes on its last axis (Keras is channels-last)
 and ``y_true`` the class indices, of shape ``y_pred.shape[:-1]``; that class is then the
 positive one, against the rest.
+
+The ``dtype`` of the ``Loss`` classes: with ``"float64"``, the functions compute and return
+float64 on every backend, but on the torch backend Keras 3.15's reduction in
+``keras.losses.Loss`` returns the reduced value in float32, as it does for ``keras.losses``'
+own classes.
 """
 
 from __future__ import annotations

@@ -25,6 +25,11 @@ These values equal the ``reduction="none"`` values of the PyTorch twins in
 before a logarithm, as in ``keras.losses``. float16 and bfloat16 inputs are computed in
 float32 and returned in their own dtype. Only ``keras.ops`` is used. The float64 twins are in
 :mod:`companion.reference`.
+
+The ``dtype`` of the ``Loss`` classes: with ``"float64"``, the functions compute and return
+float64 on every backend, but on the torch backend Keras 3.15's reduction in
+``keras.losses.Loss`` returns the reduced value in float32, as it does for ``keras.losses``'
+own classes.
 """
 
 from __future__ import annotations

@@ -374,6 +374,20 @@ def test_config_round_trip(loss_class):
     )
 
 
+def test_float64_functions_and_the_reduced_dtype_of_the_loss_classes():
+    # The functions keep float64; the classes reduce to whatever dtype keras.losses' own
+    # classes reduce to (float32 on the torch backend in Keras 3.15, as the docstrings say).
+    y_true, y_pred = binary_data(15)[0], sigmoid(binary_data(15)[1])
+    builtin = keras.losses.BinaryCrossentropy(dtype="float64")(y_true, y_pred)
+    expected = "float32" if BACKEND == "torch" else "float64"
+    assert keras.backend.standardize_dtype(builtin.dtype) == expected
+    for function, loss_class in ((dice, Dice), (weighted_bce, WeightedBCE), (focal, Focal)):
+        values = function(y_true, y_pred)
+        assert keras.backend.standardize_dtype(values.dtype) == "float64"
+        reduced = loss_class(dtype="float64")(y_true, y_pred)
+        assert keras.backend.standardize_dtype(reduced.dtype) == expected
+
+
 def test_model_trains_saves_and_loads_with_a_weight_map(tmp_path):
     keras.utils.set_random_seed(0)
     inputs = keras.Input(shape=(8, 8, 1))
