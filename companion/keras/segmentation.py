@@ -903,8 +903,20 @@ class WeightedCategoricalCrossentropy(_SegmentationLoss):
         )
 
 
+class _CostMatrixLoss(_SegmentationLoss):
+    """A ``Loss`` of a cost matrix; subclasses name the function (``_function``)."""
+
+    def __init__(self, cost_matrix, from_logits, reduction, name, dtype):
+        cost_matrix = _cost_matrix(cost_matrix).tolist()
+        super().__init__(name, reduction, dtype, cost_matrix=cost_matrix, from_logits=from_logits)
+        self.cost_matrix, self.from_logits = cost_matrix, from_logits
+
+    def call(self, y_true, y_pred):
+        return self._function(y_true, y_pred, self.cost_matrix, from_logits=self.from_logits)
+
+
 @keras.saving.register_keras_serializable(package="companion")
-class CostSensitiveCategoricalCrossentropy(_SegmentationLoss):
+class CostSensitiveCategoricalCrossentropy(_CostMatrixLoss):
     """Categorical cross-entropy times the cost of each pixel's prediction; see
     :func:`cost_sensitive_categorical_crossentropy`.
 
@@ -932,18 +944,13 @@ class CostSensitiveCategoricalCrossentropy(_SegmentationLoss):
         name="cost_sensitive_categorical_crossentropy",
         dtype=None,
     ):
-        cost_matrix = _cost_matrix(cost_matrix).tolist()
-        super().__init__(name, reduction, dtype, cost_matrix=cost_matrix, from_logits=from_logits)
-        self.cost_matrix, self.from_logits = cost_matrix, from_logits
+        super().__init__(cost_matrix, from_logits, reduction, name, dtype)
 
-    def call(self, y_true, y_pred):
-        return cost_sensitive_categorical_crossentropy(
-            y_true, y_pred, self.cost_matrix, from_logits=self.from_logits
-        )
+    _function = staticmethod(cost_sensitive_categorical_crossentropy)
 
 
 @keras.saving.register_keras_serializable(package="companion")
-class ExpectedCost(_SegmentationLoss):
+class ExpectedCost(_CostMatrixLoss):
     """The expected cost of each pixel's prediction; see :func:`expected_cost`.
 
     Args:
@@ -970,9 +977,6 @@ class ExpectedCost(_SegmentationLoss):
         name="expected_cost",
         dtype=None,
     ):
-        cost_matrix = _cost_matrix(cost_matrix).tolist()
-        super().__init__(name, reduction, dtype, cost_matrix=cost_matrix, from_logits=from_logits)
-        self.cost_matrix, self.from_logits = cost_matrix, from_logits
+        super().__init__(cost_matrix, from_logits, reduction, name, dtype)
 
-    def call(self, y_true, y_pred):
-        return expected_cost(y_true, y_pred, self.cost_matrix, from_logits=self.from_logits)
+    _function = staticmethod(expected_cost)
