@@ -1,16 +1,20 @@
 """The benchmark scripts run: each once, with the smallest settings, as `make bench` runs them.
 
 Their figures are not checked here (timings on a shared machine are not test material); what
-is checked is that every script starts, measures every contender and prints its table.
+is checked is that every script starts, measures every contender and prints its table, and
+that tools/gpu_check.sh, which runs them on a GPU, stops with a clear message without one.
 """
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+REPOSITORY = Path(__file__).resolve().parents[1]
+BENCHMARKS = REPOSITORY / "benchmarks"
 
 SMOKE_RUNS = {
     "huber_torch.py": ["--shape", "2,1,8,8", "--repeats", "1", "--warmup", "0"],
@@ -49,3 +53,19 @@ def test_bad_timing_options_are_errors(script):
     )
     assert result.returncode == 2
     assert "--repeats must be >= 1" in result.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without a GPU")
+def test_gpu_check_refuses_clearly_without_a_gpu(tmp_path):
+    result = subprocess.run(
+        ["bash", str(REPOSITORY / "tools" / "gpu_check.sh"), str(tmp_path)],
+        cwd=REPOSITORY,
+        env={**os.environ, "PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert "no CUDA device: these checks need a GPU" in result.stdout + result.stderr
+    assert (tmp_path / "environment.log").exists()
+    assert not (tmp_path / "tests.log").exists()  # it stopped before the tests

@@ -19,7 +19,8 @@ export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2 TF_ENABLE_ONEDNN_OPTS=0 KERAS_B
 step() {  # step NAME COMMAND...: run COMMAND with a time limit, its output also to NAME.log
     local name=$1
     shift
-    echo "== $name: $*"
+    local shown="$*"
+    echo "== $name: ${shown%%$'\n'*}"  # the command's first line
     local start=$SECONDS
     timeout "$STEP_TIMEOUT" "$@" 2>&1 | tee "$LOG_DIR/$name.log"
     local status=${PIPESTATUS[0]}
@@ -30,7 +31,8 @@ step() {  # step NAME COMMAND...: run COMMAND with a time limit, its output also
 step environment "$PYTHON" -c '
 import platform, torch
 print("python", platform.python_version(), "| torch", torch.__version__, "| CUDA", torch.version.cuda)
-assert torch.cuda.is_available(), "no CUDA device"
+if not torch.cuda.is_available():
+    raise SystemExit("no CUDA device: these checks need a GPU (torch.cuda.is_available() is False)")
 properties = torch.cuda.get_device_properties(0)
 print(torch.cuda.get_device_name(0), f"{properties.total_memory / 2**30:.0f} GiB,",
       properties.multi_processor_count, "SMs, bf16:", torch.cuda.is_bf16_supported())
