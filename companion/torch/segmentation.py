@@ -617,15 +617,19 @@ class _FocalLoss(torch.autograd.Function):
         if gamma == 0.0:
             grad = torch.sigmoid(input).sub_(target)  # d bce / dx = p - t
         else:
-            bce, prob, sign, one_minus_p_t = _FocalLoss._parts(input, target)
-            # d(1 - p_t)/dx = (1 - 2 t) p (1 - p), in one kernel.
-            slope = torch.ops.aten.sigmoid_backward(sign, prob)
+            bce, prob, slope, one_minus_p_t = _FocalLoss._parts(input, target)
+            # d(1 - p_t)/dx = (1 - 2 t) p (1 - p), in one kernel, written over 1 - 2 t.
+            torch.ops.aten.sigmoid_backward.grad_input(slope, prob, grad_input=slope)
             # gamma bce (1 - p_t)**(gamma - 1) d(1 - p_t)/dx, as gamma bce slope / (1 - p_t)
             # times (1 - p_t)**gamma: finite where 1 - p_t underflows to 0 (slope is 0 there
             # too, so the clamp changes no value that matters).
             one_minus_p_t.clamp_min_(torch.finfo(one_minus_p_t.dtype).tiny)
             ratio = slope.mul_(bce).div_(one_minus_p_t)
-            grad = prob.sub_(target).add_(ratio, alpha=gamma).mul_(one_minus_p_t.pow_(gamma))
+            del bce  # every input-sized tensor is freed as soon as it is used up
+            grad = prob.sub_(target).add_(ratio, alpha=gamma)
+            del ratio, slope
+            grad.mul_(one_minus_p_t.pow_(gamma))
+            del one_minus_p_t
         if alpha is not None:
             grad.mul_(_alpha_t(target, alpha))
         return grad.mul_(grad_loss), None, None, None
