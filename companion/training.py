@@ -30,6 +30,7 @@ __all__ = [
     "check_common_options",
     "option",
     "plot_curves",
+    "prior_bias",
     "replace_durably",
 ]
 
@@ -74,6 +75,13 @@ class TrainingOptions:
     n_classes: int = option(3, "classes of the multi-class data, background included", "data")
     base_channels: int = option(16, "channels of the U-Net's first level", "model")
     depth: int = option(4, "number of poolings of the U-Net", "model")
+    prior_bias: bool = option(
+        False,
+        "start the output bias at the class prior of the training masks: log(pi / (1 - pi)) "
+        "for the binary losses (pi: the positive fraction), the log of each class's frequency "
+        "for the multi-class ones (Lin et al., 2017); default: the framework's initialization",
+        "model",
+    )
     pos_weight: float | None = option(
         None,
         "weighted_bce: weight of the positive pixels; None: negatives / positives of the "
@@ -207,6 +215,49 @@ def cost_matrix(n_classes: int, miss_cost: float) -> np.ndarray:
     cost = np.ones((n_classes, n_classes))
     cost[1:, 0] = miss_cost
     return cost
+
+
+def prior_bias(frequencies) -> np.ndarray:
+    """The output biases that make an untrained network predict the class prior.
+
+    For one binary output (``frequencies`` of length 1, the positive fraction ``pi``), the
+    log-odds ``log(pi / (1 - pi))``, so that ``sigmoid(bias) = pi``; for ``C`` softmax outputs
+    (``frequencies`` of length ``C``, summing to 1), ``log(frequencies)``, so that
+    ``softmax(bias) = frequencies``. With the prior as its starting prediction, the network
+    does not spend its first steps pushing every output towards the rare class's frequency
+    (Lin et al., 2017; the class-imbalance chapter shows what it changes).
+
+    Args:
+        frequencies: the positive fraction (binary), or the frequency of each class.
+
+    Returns:
+        The biases, float64, one per output channel.
+
+    Raises:
+        ValueError: if a frequency is not in (0, 1) for one output, or not > 0 for several:
+            a class absent from the training masks has no prior to start from.
+
+    Example:
+        >>> prior_bias([0.01]).round(4).tolist()
+        [-4.5951]
+        >>> np.exp(prior_bias([0.9, 0.05, 0.05])).round(2).tolist()
+        [0.9, 0.05, 0.05]
+    """
+    frequencies = np.asarray(frequencies, dtype=np.float64).ravel()
+    if frequencies.size == 1:
+        (fraction,) = frequencies
+        if not 0.0 < fraction < 1.0:
+            raise ValueError(
+                f"the positive fraction must be in (0, 1) for a prior bias, got {fraction}: "
+                "the training masks are all negative or all positive"
+            )
+        return np.log([fraction / (1.0 - fraction)])
+    if frequencies.size == 0 or not np.all(frequencies > 0.0):
+        raise ValueError(
+            "every class needs pixels in the training masks for a prior bias, got class "
+            f"frequencies {frequencies.tolist()}"
+        )
+    return np.log(frequencies)
 
 
 def plot_curves(path: Path, history: list[dict], title: str) -> None:

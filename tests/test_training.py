@@ -1,8 +1,10 @@
 """companion.training: what the two training scripts share."""
 
+import math
 import os
 import stat
 
+import numpy as np
 import pytest
 
 from companion import training
@@ -53,3 +55,29 @@ def test_the_torch_checkpoint_and_metrics_are_written_durably(tmp_path, fsyncs):
     train.write_metrics(tmp_path / "metrics.csv", [])
     assert fsyncs == ["file", "folder"] * 2
     assert sorted(path.name for path in tmp_path.iterdir()) == ["checkpoint.pt", "metrics.csv"]
+
+
+def test_prior_bias_predicts_the_positive_fraction_through_a_sigmoid():
+    (bias,) = training.prior_bias([0.011])
+    assert 1 / (1 + math.exp(-bias)) == pytest.approx(0.011, rel=1e-12)
+    assert bias == pytest.approx(math.log(0.011 / 0.989), rel=1e-12)
+
+
+def test_prior_bias_predicts_the_class_frequencies_through_a_softmax():
+    frequencies = np.array([0.896, 0.052, 0.052])
+    bias = training.prior_bias(frequencies)
+    np.testing.assert_allclose(np.exp(bias) / np.exp(bias).sum(), frequencies, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "frequencies, message",
+    [
+        ([0.0], "all negative or all positive"),
+        ([1.0], "all negative or all positive"),
+        ([0.9, 0.1, 0.0], "every class needs pixels"),
+        ([], "every class needs pixels"),
+    ],
+)
+def test_prior_bias_refuses_a_class_without_pixels(frequencies, message):
+    with pytest.raises(ValueError, match=message):
+        training.prior_bias(frequencies)

@@ -1,6 +1,7 @@
 """Train a U-Net with Keras 3 on synthetic segmentation data with any of the package's losses::
 
     python -m companion.keras.train --loss bce --epochs 3 --image-size 64 --n-train 256
+    python -m companion.keras.train --loss dice_bce --prior-bias --image-size 256
     KERAS_BACKEND=torch python -m companion.keras.train --loss wce --amp bf16
     python -m companion.keras.train --benchmark --image-size 128 --batch-size 16
 
@@ -90,8 +91,8 @@ METRIC_COLUMNS = ("epoch", "train_loss", "val_loss", "dice", "iou", "precision",
 # A backup only resumes a run that builds the same data, model and optimizer.
 MUST_MATCH_ON_RESUME = (
     "loss", "optimizer", "batch_size", "lr", "image_size", "n_train", "n_val", "n_classes", "seed",
-    "base_channels", "depth", "pos_weight", "focal_gamma", "tversky_alpha", "tversky_beta",
-    "w0", "sigma", "miss_cost", "amp",
+    "base_channels", "depth", "prior_bias", "pos_weight", "focal_gamma", "tversky_alpha",
+    "tversky_beta", "w0", "sigma", "miss_cost", "amp",
 )  # fmt: skip
 
 
@@ -251,6 +252,7 @@ def make_datasets(config: Config) -> tuple[tuple, tuple, dict]:
             if not stats:
                 positives = float(masks.sum())
                 stats["pos_weight"] = (masks.size - positives) / max(positives, 1.0)
+                stats["frequencies"] = np.array([positives / masks.size])
         else:
             images, classes, instances = touching_shapes(
                 n, size=config.image_size, n_classes=config.n_classes, seed=seed
@@ -258,6 +260,8 @@ def make_datasets(config: Config) -> tuple[tuple, tuple, dict]:
             targets = np.eye(config.n_classes, dtype=np.float32)[classes]
             if not stats:
                 stats["class_weights"] = balanced_class_weights(classes, config.n_classes)
+                counts = np.bincount(classes.ravel(), minlength=config.n_classes)
+                stats["frequencies"] = counts / classes.size
             if config.loss == "wce":
                 sample_weight = stats["class_weights"].astype(np.float32)[classes]
             elif config.loss == "wce_map":
@@ -350,7 +354,9 @@ def build_loss(config: Config, stats: dict) -> Callable:
 
 
 def make_model(config: Config, stats: dict) -> keras.Model:
-    """The U-Net, compiled with the optimizer and the loss."""
+    """The U-Net, compiled with the optimizer and the loss; with ``--prior-bias``, its output
+    bias starts at the class prior of the training masks (:func:`companion.training.prior_bias`).
+    """
     if config.optimizer == "sgd":
         optimizer = keras.optimizers.SGD(learning_rate=config.lr, momentum=0.9)
     else:
@@ -361,6 +367,9 @@ def make_model(config: Config, stats: dict) -> keras.Model:
         base_channels=config.base_channels,
         depth=config.depth,
     )
+    if config.prior_bias:
+        bias = training.prior_bias(stats["frequencies"]).astype("float32")
+        model.get_layer("head").bias.assign(bias)
     model.compile(
         optimizer=optimizer,
         loss=build_loss(config, stats),

@@ -1,6 +1,7 @@
 """Train a U-Net on synthetic segmentation data with any of the package's losses::
 
     python -m companion.torch.train --loss bce --epochs 3 --image-size 64 --n-train 256
+    python -m companion.torch.train --loss dice_bce --prior-bias --image-size 256
     python -m companion.torch.train --loss wce --device cuda --amp bf16 --channels-last --compile
     torchrun --standalone --nproc_per_node 4 -m companion.torch.train --loss dice_bce
     python -m companion.torch.train --benchmark --image-size 128 --batch-size 16
@@ -80,8 +81,8 @@ METRIC_COLUMNS = ("epoch", "train_loss", "val_loss", "dice", "iou", "precision",
 # A checkpoint only resumes a run that builds the same data, model and optimizer.
 MUST_MATCH_ON_RESUME = (
     "loss", "optimizer", "batch_size", "lr", "image_size", "n_train", "n_val", "n_classes", "seed",
-    "base_channels", "depth", "pos_weight", "focal_gamma", "tversky_alpha", "tversky_beta",
-    "w0", "sigma", "miss_cost",
+    "base_channels", "depth", "prior_bias", "pos_weight", "focal_gamma", "tversky_alpha",
+    "tversky_beta", "w0", "sigma", "miss_cost",
 )  # fmt: skip
 
 
@@ -272,6 +273,7 @@ def make_datasets(config: Config) -> tuple[TensorDataset, TensorDataset, dict]:
             if not stats:
                 positives = float(masks.sum())
                 stats["pos_weight"] = (masks.size - positives) / max(positives, 1.0)
+                stats["frequencies"] = np.array([positives / masks.size])
         else:
             images, classes, instances = touching_shapes(
                 n, size=config.image_size, n_classes=config.n_classes, seed=seed
@@ -279,6 +281,8 @@ def make_datasets(config: Config) -> tuple[TensorDataset, TensorDataset, dict]:
             tensors = [torch.from_numpy(images)[:, None], torch.from_numpy(classes).long()]
             if not stats:
                 stats["class_weights"] = balanced_class_weights(classes, config.n_classes)
+                counts = np.bincount(classes.ravel(), minlength=config.n_classes)
+                stats["frequencies"] = counts / classes.size
             if config.loss == "wce_map":
                 unet_weight_map = find("companion.weightmaps.unet_weight_map")
                 weight_maps = np.stack(
@@ -337,11 +341,19 @@ def to_device(batch, config: Config, device: torch.device):
 # -- model --------------------------------------------------------------------------------
 
 
-def make_model(config: Config, runtime: Runtime):
+def make_model(config: Config, runtime: Runtime, head_bias=None):
     """The U-Net on the device (whose state dict is saved), the module that evaluates
     (compiled under --compile) and the one that trains (under torchrun wrapped in DDP, then
-    compiled, so that the gradients of each bucket are sent while the backward goes on)."""
-    model = UNet(1, config.out_channels, config.base_channels, config.depth).to(runtime.device)
+    compiled, so that the gradients of each bucket are sent while the backward goes on).
+
+    ``head_bias`` (one value per output channel), if given, replaces the output layer's
+    initial bias (``--prior-bias``), before DDP copies the weights of process 0 to the others.
+    """
+    model = UNet(1, config.out_channels, config.base_channels, config.depth)
+    if head_bias is not None:
+        with torch.no_grad():
+            model.head.bias.copy_(torch.as_tensor(head_bias, dtype=model.head.bias.dtype))
+    model = model.to(runtime.device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     forward = torch.compile(model) if config.compile else model
@@ -598,7 +610,8 @@ def train_step(trained, batch, loss_fn, optimizer, scaler, runtime: Runtime) -> 
 def prepare(config: Config, runtime: Runtime):
     """Data, model, optimizer, grad scaler and loss, all on the runtime's device."""
     train_set, val_set, stats = make_datasets(config)
-    model, forward, trained = make_model(config, runtime)
+    head_bias = training.prior_bias(stats["frequencies"]) if config.prior_bias else None
+    model, forward, trained = make_model(config, runtime, head_bias)
     if config.optimizer == "sgd":
         optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9)
     else:

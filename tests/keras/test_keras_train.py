@@ -242,6 +242,23 @@ def test_each_package_loss_trains(loss):
     assert losses[1] < losses[0]
 
 
+@pytest.mark.parametrize("loss", ["bce", "wce"])
+def test_prior_bias_starts_the_network_at_the_class_prior(loss):
+    config = train.parse_config([*TINY, "--loss", loss, "--prior-bias"])
+    (_, targets, _), _, stats = train.make_datasets(config)
+    model = train.make_model(config, stats)
+    if config.binary:
+        prior = float(targets.mean())
+        expected = [np.log(prior / (1 - prior))]
+    else:
+        expected = np.log(targets.reshape(-1, config.n_classes).mean(axis=0))
+    bias = keras.ops.convert_to_numpy(model.get_layer("head").bias)
+    np.testing.assert_allclose(bias, expected, rtol=1e-6)
+    default = train.parse_config([*TINY, "--loss", loss])
+    untouched = keras.ops.convert_to_numpy(train.make_model(default, stats).get_layer("head").bias)
+    assert not np.allclose(untouched, expected, rtol=0.1)
+
+
 def test_mixed_bfloat16_trains_and_restores_the_policy():
     model, losses = first_steps(["--amp", "bf16"])
     assert model.get_layer("encoders_0_conv1").compute_dtype == "bfloat16"

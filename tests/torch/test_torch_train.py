@@ -2,6 +2,7 @@
 
 import csv
 import dataclasses
+import math
 import os
 import subprocess
 import sys
@@ -293,6 +294,32 @@ def test_each_package_loss_trains(tmp_path, loss):
     history = train.main([*TINY, "--loss", loss, "--epochs", "2", "--out", str(tmp_path)])
     assert len(history) == 2
     assert all(np.isfinite(row["train_loss"]) and np.isfinite(row["val_loss"]) for row in history)
+
+
+@pytest.mark.parametrize("loss", ["bce", "wce"])
+def test_prior_bias_starts_the_network_at_the_class_prior(loss):
+    config = train.parse_config([*TINY, "--loss", loss, "--prior-bias"])
+    runtime = train.setup(config)
+    train_set, _, model, *_ = train.prepare(config, runtime)
+    targets = train_set.tensors[1]
+    if config.binary:
+        prior = targets.mean().item()
+        expected = [math.log(prior / (1 - prior))]
+    else:
+        prior = torch.bincount(targets.flatten(), minlength=config.n_classes) / targets.numel()
+        expected = prior.log().tolist()
+    np.testing.assert_allclose(model.head.bias.detach().numpy(), expected, rtol=1e-6)
+    # Without the flag, PyTorch's default initialization.
+    default = train.parse_config([*TINY, "--loss", loss])
+    _, _, untouched, *_ = train.prepare(default, train.setup(default))
+    assert not np.allclose(untouched.head.bias.detach().numpy(), expected, rtol=0.1)
+
+
+def test_prior_bias_must_match_on_resume(capsys, tmp_path):
+    train.main([*TINY, "--epochs", "1", "--out", str(tmp_path)])
+    capsys.readouterr()
+    argv = [*TINY, "--epochs", "2", "--out", str(tmp_path), "--resume", "--prior-bias"]
+    assert "was trained with --prior-bias False" in parse_error(capsys, argv)
 
 
 # -- precision, memory format, benchmark --------------------------------------------------
