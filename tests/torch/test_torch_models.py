@@ -1,9 +1,10 @@
-"""companion.torch.models.UNet: parameter count, shapes, logits, batch independence."""
+"""companion.torch.models: UNet (parameter count, shapes, logits, batch independence) and
+UNetEnsemble (members side by side equal the U-Nets alone)."""
 
 import pytest
 import torch
 
-from companion.torch.models import UNet, group_count
+from companion.torch.models import UNet, UNetEnsemble, group_count
 
 CONFIGURATIONS = [
     # in_channels, out_channels, base_channels, depth
@@ -132,3 +133,102 @@ def test_group_count_divides_the_channels():
         groups = group_count(channels)
         assert channels % groups == 0 and 8 % groups == 0
     assert [group_count(channels) for channels in (16, 24, 6, 5)] == [8, 8, 2, 1]
+
+
+# -- UNetEnsemble: several U-Nets as one module --------------------------------------------
+
+
+def seeded_unets(count, *configuration, dtype=torch.float64):
+    nets = []
+    for seed in range(count):
+        torch.manual_seed(seed)
+        nets.append(UNet(*configuration).to(dtype))
+    return nets
+
+
+@pytest.mark.parametrize("configuration", [(1, 1, 4, 1), (2, 3, 4, 2)])
+def test_ensemble_output_is_each_members_output(configuration):
+    nets = seeded_unets(3, *configuration)
+    ensemble = UNetEnsemble(nets)
+    in_channels, out_channels, _, depth = configuration
+    x = torch.randn(3, 2, in_channels, 2**depth * 3, 2**depth * 2, dtype=torch.float64)
+    output = ensemble(x)
+    assert output.shape == (3, 2, out_channels, 2**depth * 3, 2**depth * 2)
+    for index, net in enumerate(nets):
+        torch.testing.assert_close(output[index], net(x[index]), rtol=1e-12, atol=1e-12)
+
+
+def test_ensemble_gradient_of_the_summed_losses_is_each_members_gradient():
+    nets = seeded_unets(3, 1, 1, 4, 2)
+    ensemble = UNetEnsemble(nets)
+    x = torch.randn(3, 2, 1, 8, 8, dtype=torch.float64)
+    target = (torch.rand(3, 2, 1, 8, 8) < 0.2).double()
+    logits = ensemble(x)
+    sum(
+        torch.nn.functional.binary_cross_entropy_with_logits(logits[m], target[m]) for m in range(3)
+    ).backward()
+    for index, net in enumerate(nets):
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(net(x[index]), target[index])
+        for name, gradient in zip(
+            dict(net.named_parameters()),
+            torch.autograd.grad(loss, list(net.parameters())),
+            strict=True,
+        ):
+            block = ensemble.get_parameter(name).grad.shape[0] // 3
+            member_gradient = ensemble.get_parameter(name).grad[index * block : (index + 1) * block]
+            torch.testing.assert_close(member_gradient, gradient, rtol=1e-10, atol=1e-12, msg=name)
+
+
+def test_ensemble_trained_with_adam_follows_each_member_trained_alone():
+    nets = seeded_unets(2, 1, 1, 4, 1)
+    ensemble = UNetEnsemble(nets)
+    optimizer = torch.optim.Adam(ensemble.parameters(), lr=0.01)
+    alone = [torch.optim.Adam(net.parameters(), lr=0.01) for net in nets]
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        x = torch.randn(2, 4, 1, 8, 8, dtype=torch.float64, generator=generator)
+        target = (torch.rand(2, 4, 1, 8, 8, generator=generator) < 0.1).double()
+        logits = ensemble(x)
+        loss = sum(
+            torch.nn.functional.binary_cross_entropy_with_logits(logits[m], target[m])
+            for m in range(2)
+        )
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        for index, (net, net_optimizer) in enumerate(zip(nets, alone, strict=True)):
+            net_optimizer.zero_grad()
+            torch.nn.functional.binary_cross_entropy_with_logits(
+                net(x[index]), target[index]
+            ).backward()
+            net_optimizer.step()
+    for index, net in enumerate(nets):
+        trained = ensemble.member(index)
+        for name, tensor in net.state_dict().items():
+            torch.testing.assert_close(trained.state_dict()[name], tensor, rtol=1e-9, atol=1e-11)
+
+
+def test_ensemble_member_is_a_copy_with_the_members_weights():
+    nets = seeded_unets(3, 1, 2, 4, 2, dtype=torch.float32)
+    ensemble = UNetEnsemble(nets)
+    copy = ensemble.member(1)
+    for name, tensor in nets[1].state_dict().items():
+        assert torch.equal(copy.state_dict()[name], tensor), name
+    with torch.no_grad():
+        copy.head.bias.fill_(7.0)
+    assert not torch.equal(ensemble.member(1).head.bias, copy.head.bias)
+    with pytest.raises(ValueError, match=r"member index must be in 0 \.\. 2, got 3"):
+        ensemble.member(3)
+
+
+def test_ensemble_refuses_bad_members_and_bad_input():
+    with pytest.raises(ValueError, match="non-empty sequence of UNet"):
+        UNetEnsemble([])
+    with pytest.raises(ValueError, match="share one architecture"):
+        UNetEnsemble([UNet(1, 1, 4, 1), UNet(1, 1, 4, 2)])
+    ensemble = UNetEnsemble([UNet(1, 1, 4, 1), UNet(1, 1, 4, 1)])
+    message = r"input must be \(members=2, N, 1, H, W\).*\(3, 1, 1, 8, 8\)"
+    with pytest.raises(ValueError, match=message):
+        ensemble(torch.zeros(3, 1, 1, 8, 8))
+    with pytest.raises(ValueError, match=r"multiples of 2"):
+        ensemble(torch.zeros(2, 1, 1, 8, 7))
