@@ -54,14 +54,13 @@ unit: $(STAMP)  ## unit tests and doctests only (both Keras backends)
 nbval: $(STAMP)  ## notebooks only, outputs compared with the stored ones
 	$(PYTEST) $(NBVAL) $(NOTEBOOKS)
 
-# The notebooks that train or sample (all but the conformance appendix, whose checks are float64
-# comparisons): every assertion of theirs must hold in every numerical environment of
-# tools/numerics.py, which round floats as other CPUs do. CI runs the cheapest pair that
-# catches an assertion true only on the machine that wrote it.
-NUMERICS_NOTEBOOKS := $(filter-out book/conformance.ipynb,$(NOTEBOOKS))
+# Every notebook (they train, sample or draw random inputs): each assertion must hold in every
+# numerical environment of tools/numerics.py, which round floats as other CPUs do. CI runs the
+# cheapest pair that catches an assertion true only on the machine that wrote it.
+NUMERICS_NOTEBOOKS := $(NOTEBOOKS)
 NUMERICS_ENVS ?= aten-default aten-avx2 onednn-sse41 one-thread
 
-test-numerics: $(STAMP)  ## the notebooks that train or sample, under nbval in each numerical environment
+test-numerics: $(STAMP)  ## every notebook under nbval in each numerical environment (other CPUs' rounding)
 	$(BIN)/python tools/numerics.py --jobs $(JOBS) $(addprefix --env ,$(NUMERICS_ENVS)) $(NUMERICS_NOTEBOOKS)
 
 book: $(STAMP)  ## execute every notebook and build the HTML book into _build/html
