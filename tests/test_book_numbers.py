@@ -23,6 +23,9 @@ NOTEBOOKS = sorted((ROOT / "book").glob("*.ipynb"))
 #: ``{notebook stem: {number as typed: why it may stay typed}}``.
 TYPED_ON_PURPOSE: dict[str, dict[str, str]] = {
     "class_imbalance": {"0.25": "the focal loss's alpha in its paper, a definition"},
+    "weighted_cross_entropy": {
+        "16.1": "-log(1e-7), from Keras's epsilon, a constant inside display math",
+    },
     "training_at_scale": {
         "50": "the epoch count of an example run, an input",
         "128": "the default image size of benchmarks/train_throughput.py, a definition",
