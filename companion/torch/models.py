@@ -111,16 +111,21 @@ class UNet(nn.Module):
                 f"input must be (N, {self.in_channels}, H, W) with H and W multiples of "
                 f"{multiple}, got {tuple(x.shape)}"
             )
-        skips = []
-        for encoder in self.encoders:
-            x = encoder(x)
-            skips.append(x)
-            x = nn.functional.max_pool2d(x, 2)
-        x = self.bottleneck(x)
-        for level in reversed(range(self.depth)):
-            x = self.upsamples[level](x)
-            x = self.decoders[level](torch.cat([skips[level], x], dim=1))
-        return self.head(x)
+        return _encode_decode(self, x, lambda skip, up: torch.cat([skip, up], dim=1))
+
+
+def _encode_decode(net: nn.Module, x: Tensor, join) -> Tensor:
+    """The U-Net's pass through ``net``'s encoders, bottleneck, upsamplings, decoders and
+    head; ``join(skip, upsampled)`` makes each decoder's input from the two."""
+    skips = []
+    for encoder in net.encoders:
+        x = encoder(x)
+        skips.append(x)
+        x = nn.functional.max_pool2d(x, 2)
+    x = net.bottleneck(x)
+    for level in reversed(range(len(net.decoders))):
+        x = net.decoders[level](join(skips[level], net.upsamples[level](x)))
+    return net.head(x)
 
 
 class _GroupedDoubleConv(nn.Module):
@@ -240,26 +245,19 @@ class UNetEnsemble(nn.Module):
         count, batch = self.members, x.shape[1]
         # (M, N, C, H, W) -> (N, M * C, H, W): member m's channels are block m.
         x = x.transpose(0, 1).reshape(batch, count * self.in_channels, *x.shape[-2:])
-        skips = []
-        for encoder in self.encoders:
-            x = encoder(x)
-            skips.append(x)
-            x = nn.functional.max_pool2d(x, 2)
-        x = self.bottleneck(x)
-        for level in reversed(range(self.depth)):
-            x = self.upsamples[level](x)
-            height, width = x.shape[-2:]
-            # Per member, the skip's channels and then the upsampled ones, as UNet's cat.
-            x = torch.cat(
-                [
-                    skips[level].reshape(batch, count, -1, height, width),
-                    x.reshape(batch, count, -1, height, width),
-                ],
-                dim=2,
-            ).reshape(batch, -1, height, width)
-            x = self.decoders[level](x)
-        x = self.head(x)
+        x = _encode_decode(self, x, self._join)
         return x.reshape(batch, count, self.out_channels, *x.shape[-2:]).transpose(0, 1)
+
+    def _join(self, skip: Tensor, upsampled: Tensor) -> Tensor:
+        # Per member, the skip's channels and then the upsampled ones, as UNet's cat.
+        batch, _, height, width = skip.shape
+        return torch.cat(
+            [
+                skip.reshape(batch, self.members, -1, height, width),
+                upsampled.reshape(batch, self.members, -1, height, width),
+            ],
+            dim=2,
+        ).reshape(batch, -1, height, width)
 
     def member(self, index: int) -> UNet:
         """A :class:`UNet` holding member ``index``'s current weights (a copy)."""
