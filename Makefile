@@ -15,9 +15,11 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export TF_ENABLE_ONEDNN_OPTS := 0
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 # The tests run two notebooks (or test files) at a time on two cores, each with a thread per
-# core: OpenMP threads that spin while they wait would take the core the other process needs
-# (measured: a notebook's training 3x slower, and 9x under the SSE4.1 kernels of test-numerics).
-export OMP_WAIT_POLICY := PASSIVE
+# core. OpenMP threads that spin while they wait (300,000 turns by default) take the core the
+# other process needs: a notebook's training ran 3x slower beside another, and 19x under the
+# SSE4.1 kernels of test-numerics. Sleeping at once (OMP_WAIT_POLICY=PASSIVE) cures that but
+# slows a process alone, 4x under SSE4.1; a short spin is close to the best of both.
+export GOMP_SPINCOUNT := 1000
 
 .PHONY: help install test unit nbval test-numerics book browser bench results gpu-check execute lint format clean distclean
 
