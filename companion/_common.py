@@ -9,6 +9,17 @@ from __future__ import annotations
 import math
 import numbers
 
+#: The ``reduction`` values of the PyTorch losses, as in ``torch.nn.functional``.
+REDUCTIONS = ("mean", "sum", "none")
+
+#: The convex upper bounds of the 0-1 loss that the precision-at-recall losses can use.
+SURROGATES = ("cross_entropy", "hinge")
+
+#: Probabilities are clipped to ``[PROBABILITY_CLIP, 1 - PROBABILITY_CLIP]`` before their
+#: logit is taken (the precision-at-recall losses given probabilities), as
+#: ``keras.losses.binary_crossentropy`` clips them.
+PROBABILITY_CLIP = 1e-7
+
 
 def check_number(name: str, value, *, low: float = 0.0, strict: bool = False) -> float:
     """``value`` as a float, finite and ``> low`` (``strict``) or ``>= low``; else ValueError.

@@ -28,10 +28,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from companion._common import PROBABILITY_CLIP, SURROGATES
 from companion._common import check_beta as _check_beta
 from companion._common import check_choice as _check_choice
 from companion._common import check_class_index as _check_class_index
+from companion._common import check_number as _check_number
 from companion._common import check_target_recall as _check_target_recall
+from companion.torch._checks import check_reduction as _check_reduction
+from companion.torch._checks import check_shapes as _check_same_shape
+from companion.torch._checks import working_dtype as _working_dtype
 
 __all__ = [
     "PrecisionAtRecallLoss",
@@ -46,29 +51,14 @@ __all__ = [
 #: ``keras.losses.Dice()`` on the same probabilities.
 EPS = 1e-7
 
-#: Probabilities are clipped to ``[PROBABILITY_CLIP, 1 - PROBABILITY_CLIP]`` before their
-#: logit is taken (``from_logits=False`` in :class:`PrecisionAtRecallLoss`), as Keras clips
-#: them in ``binary_crossentropy``.
-PROBABILITY_CLIP = 1e-7
-
-SURROGATES = ("cross_entropy", "hinge")
-REDUCTIONS = ("mean", "sum", "none")
-
-
-def _check_eps(eps) -> float:
-    eps = float(eps)
-    if not 0.0 <= eps < math.inf:
-        raise ValueError(f"eps must be a finite number >= 0, got {eps}")
-    return eps
+# PROBABILITY_CLIP (probabilities are clipped to [PROBABILITY_CLIP, 1 - PROBABILITY_CLIP] before
+# their logit is taken, from_logits=False in PrecisionAtRecallLoss) and SURROGATES come from
+# companion._common, shared with companion.keras.precision.
 
 
 def _check_shapes(input: Tensor, target: Tensor, class_index: int | None) -> None:
     if class_index is None:
-        if input.shape != target.shape:
-            raise ValueError(
-                "input and target must have the same shape, got "
-                f"input {tuple(input.shape)} and target {tuple(target.shape)}"
-            )
+        _check_same_shape(input, target)
         return
     if input.dim() < 2 or target.shape != input.shape[:1] + input.shape[2:]:
         raise ValueError(
@@ -86,17 +76,13 @@ def _check_shapes(input: Tensor, target: Tensor, class_index: int | None) -> Non
         )
 
 
-def _working_dtype(input: Tensor) -> torch.dtype:
-    # Half-precision sums of many probabilities lose digits; accumulate in float32 at least.
-    return torch.float32 if input.dtype in (torch.float16, torch.bfloat16) else input.dtype
-
-
 def _positive_probability(
     input: Tensor, target: Tensor, from_logits: bool, class_index: int | None
 ) -> tuple[Tensor, Tensor]:
     """The probability of the positive class and the 0/1 (or soft) target, same shape."""
     _check_shapes(input, target, class_index)
-    input = input.to(_working_dtype(input))
+    # Half-precision sums of many probabilities lose digits; accumulate in float32 at least.
+    input = input.to(_working_dtype(input.dtype))
     if class_index is None:
         probability = torch.sigmoid(input) if from_logits else input
         return probability, target.to(input.dtype)
@@ -112,7 +98,8 @@ def _positive_logit(
 ) -> tuple[Tensor, Tensor]:
     """The log-odds ``log(p / (1 - p))`` of the positive class and the target, same shape."""
     _check_shapes(input, target, class_index)
-    input = input.to(_working_dtype(input))
+    # Half-precision sums of many probabilities lose digits; accumulate in float32 at least.
+    input = input.to(_working_dtype(input.dtype))
     if class_index is None:
         positive = target.to(input.dtype)
         if from_logits:
@@ -188,7 +175,7 @@ def soft_precision(
         0.888442
     """
     class_index = _check_class_index(class_index)
-    eps = _check_eps(eps)
+    eps = _check_number("eps", eps)
     probability, positive = _positive_probability(input, target, from_logits, class_index)
     result = (probability * positive).sum() / (probability.sum() + eps)
     return result.to(input.dtype)
@@ -239,7 +226,7 @@ def soft_recall(
         0.65
     """
     class_index = _check_class_index(class_index)
-    eps = _check_eps(eps)
+    eps = _check_number("eps", eps)
     probability, positive = _positive_probability(input, target, from_logits, class_index)
     result = (probability * positive).sum() / (positive.sum() + eps)
     return result.to(input.dtype)
@@ -303,7 +290,7 @@ def soft_fbeta_loss(
     """
     beta = _check_beta(beta)
     class_index = _check_class_index(class_index)
-    eps = _check_eps(eps)
+    eps = _check_number("eps", eps)
     probability, positive = _positive_probability(input, target, from_logits, class_index)
     beta2 = beta * beta
     true_positives = (probability * positive).sum()
@@ -351,7 +338,7 @@ class SoftFBetaLoss(nn.Module):
         self.beta = _check_beta(beta)
         self.from_logits = bool(from_logits)
         self.class_index = _check_class_index(class_index)
-        self.eps = _check_eps(eps)
+        self.eps = _check_number("eps", eps)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         return soft_fbeta_loss(
@@ -493,10 +480,8 @@ class PrecisionAtRecallLoss(nn.Module):
         self.surrogate = _check_choice("surrogate", surrogate, SURROGATES)
         self.from_logits = bool(from_logits)
         self.class_index = _check_class_index(class_index)
-        self.reduction = _check_choice("reduction", reduction, REDUCTIONS)
-        multiplier_init = float(multiplier_init)
-        if not 0.0 <= multiplier_init < math.inf:
-            raise ValueError(f"multiplier_init must be a finite number >= 0, got {multiplier_init}")
+        self.reduction = _check_reduction(reduction)
+        multiplier_init = _check_number("multiplier_init", multiplier_init)
         #: The Lagrange multiplier ``lambda``, trained by gradient ascent.
         self.multiplier = nn.Parameter(torch.tensor(multiplier_init))
 

@@ -19,15 +19,23 @@ The float64 twins of these losses are in :mod:`companion.reference`.
 
 from __future__ import annotations
 
-import functools
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from companion._common import check_alpha as _check_alpha
 from companion._common import check_number as _check_number
-from companion.torch.losses import _check_reduction
+from companion.torch import _kernels
+from companion.torch._checks import as_class_vector as _as_class_vector
+from companion.torch._checks import as_cost_matrix as _as_cost_matrix
+from companion.torch._checks import as_pos_weight as _as_pos_weight
+from companion.torch._checks import check_binary as _check_binary
+from companion.torch._checks import check_class_target as _check_class_target
+from companion.torch._checks import check_reduction as _check_reduction
+from companion.torch._checks import check_weight_map as _check_weight_map
+from companion.torch._checks import reduce as _reduce
+from companion.torch._checks import square_cost_matrix as _square_cost_matrix
+from companion.torch._checks import working_dtype as _working_dtype
 
 __all__ = [
     "CostSensitiveCrossEntropyLoss",
@@ -48,255 +56,13 @@ __all__ = [
     "weighted_cross_entropy",
 ]
 
-_HALF = (torch.float16, torch.bfloat16)
 
-
-# ----------------------------------------------------------------------------- argument checks
-
-
-def _check_binary(input: Tensor, target: Tensor, *, per_sample: bool = False) -> None:
-    if input.shape != target.shape:
-        raise ValueError(
-            "input and target must have the same shape, got "
-            f"input {tuple(input.shape)} and target {tuple(target.shape)}"
-        )
-    if not input.is_floating_point():
-        raise ValueError(f"input must be a floating-point tensor, got dtype {input.dtype}")
-    if not target.is_floating_point():
-        raise ValueError(
-            "target must be a floating-point tensor of 0/1 (or soft) labels, got dtype "
-            f"{target.dtype}; convert it with target.float()"
-        )
-    if per_sample and input.ndim == 0:
-        raise ValueError("input must have a batch axis, shape (N, *), got a scalar")
-
-
-def _check_weight_map(name: str, weight: Tensor | None, shape: torch.Size, of: str) -> None:
-    if weight is not None and weight.shape != shape:
-        raise ValueError(
-            f"{name} must have the shape of {of}, got "
-            f"{name} {tuple(weight.shape)} and {of} {tuple(shape)}"
-        )
-
-
-def _as_pos_weight(pos_weight, input: Tensor) -> Tensor | None:
-    if pos_weight is None:
-        return None
-    pos_weight = torch.as_tensor(pos_weight, dtype=input.dtype, device=input.device)
-    try:
-        broadcast = torch.broadcast_shapes(pos_weight.shape, input.shape)
-    except RuntimeError:
-        broadcast = None
-    if broadcast != input.shape:
-        raise ValueError(
-            "pos_weight must broadcast to the shape of input without changing it, got "
-            f"pos_weight {tuple(pos_weight.shape)} and input {tuple(input.shape)}"
-        )
-    return pos_weight
-
-
-def _check_class_target(input: Tensor, target: Tensor) -> Tensor:
-    if not input.is_floating_point():
-        raise ValueError(f"input must be a floating-point tensor, got dtype {input.dtype}")
-    if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
-        raise ValueError(
-            f"target must hold class indices (an integer dtype), got dtype {target.dtype}"
-        )
-    if input.ndim < 2 or input.shape[:1] + input.shape[2:] != target.shape:
-        raise ValueError(
-            "target must have the shape of input without its class axis 1, got "
-            f"input {tuple(input.shape)} and target {tuple(target.shape)}"
-        )
-    return target.long()
-
-
-def _as_class_vector(name: str, values, input: Tensor) -> Tensor:
-    values = torch.as_tensor(values, dtype=input.dtype, device=input.device)
-    n_classes = input.shape[1]
-    if values.shape != (n_classes,):
-        raise ValueError(
-            f"{name} must have one entry per class, shape ({n_classes},) for input "
-            f"{tuple(input.shape)}, got {name} {tuple(values.shape)}"
-        )
-    return values
-
-
-def _as_cost_matrix(cost_matrix, input: Tensor) -> Tensor:
-    cost_matrix = torch.as_tensor(cost_matrix, dtype=input.dtype, device=input.device)
-    if cost_matrix.ndim != 2 or cost_matrix.shape[0] != cost_matrix.shape[1]:
-        raise ValueError(
-            "cost_matrix must be a square matrix (C, C), cost_matrix[true, predicted], got "
-            f"shape {tuple(cost_matrix.shape)}"
-        )
-    n_classes = input.shape[1]
-    if cost_matrix.shape[0] != n_classes:
-        raise ValueError(
-            f"cost_matrix must be ({n_classes}, {n_classes}) for the {n_classes} classes of "
-            f"input {tuple(input.shape)}, got cost_matrix {tuple(cost_matrix.shape)}"
-        )
-    return cost_matrix
-
-
-def _reduce(values: Tensor, reduction: str) -> Tensor:
-    if reduction == "mean":
-        return values.mean()
-    if reduction == "sum":
-        return values.sum()
-    return values
-
-
-# ------------------------------------------------------------- Dice and Tversky: shared kernel
-
-
-def _dice_terms(true_positives: Tensor, prob_sum: Tensor, target_sum: Tensor, smooth: float):
-    """The Dice loss of per-sample sums and its partial derivatives with respect to them."""
-    numerator = 2.0 * true_positives + smooth
-    denominator = prob_sum + target_sum + smooth
-    loss = 1.0 - numerator / denominator
-    d_sums = numerator / denominator**2
-    return loss, -2.0 / denominator, d_sums, d_sums
-
-
-def _tversky_terms(
-    true_positives: Tensor,
-    prob_sum: Tensor,
-    target_sum: Tensor,
-    alpha: float,
-    beta: float,
-    smooth: float,
-):
-    """The Tversky loss of per-sample sums and its partial derivatives with respect to them."""
-    # FP = sum(p (1 - t)) = sum(p) - TP and FN = sum((1 - p) t) = sum(t) - TP.
-    numerator = true_positives + smooth
-    denominator = (
-        numerator + alpha * (prob_sum - true_positives) + beta * (target_sum - true_positives)
-    )
-    loss = 1.0 - numerator / denominator
-    squared = denominator**2
-    d_true_positives = -(denominator - numerator * (1.0 - alpha - beta)) / squared
-    return loss, d_true_positives, numerator * alpha / squared, numerator * beta / squared
-
-
-def _refuse_double_backward(names: str) -> None:
-    # Autograd runs a backward with grad mode on only for create_graph=True. A hand-written
-    # backward would then hand back a gradient that autograd treats as a constant: silently
-    # wrong second derivatives. Refuse instead.
-    if torch.is_grad_enabled():
-        raise RuntimeError(
-            f"the hand-written backward of {names} is not twice differentiable "
-            "(create_graph=True); differentiate the plain expression instead"
-        )
-
-
-def _overlap_sums(input: Tensor, target: Tensor, from_logits: bool):
-    """Per-row TP = sum(p t), sum(p) and sum(t) of ``(N, M)`` tensors; compiled only."""
-    if not from_logits:
-        return (input * target).sum(1), input.sum(1), target.sum(1)
-    # sigmoid written once per sum, on purpose: on CPU, inductor stores a reused sigmoid (an
-    # "expensive" op) to an input-sized buffer and reads it back, a second pass over the data
-    # (1.6 ms against 0.85 ms for 16 MiB on two cores). Computed twice, each sum recomputes it
-    # in registers, in one loop.
-    return (torch.sigmoid(input) * target).sum(1), torch.sigmoid(input).sum(1), target.sum(1)
-
-
-def _overlap_forward(input: Tensor, target: Tensor, from_logits: bool, terms, params: tuple):
-    """The per-sample loss and its partial derivatives; compiled: one loop over the data."""
-    return terms(*_overlap_sums(input, target, from_logits), *params)
-
-
-def _overlap_grad(
-    input: Tensor,
-    target: Tensor,
-    grad_loss: Tensor,
-    d_true_positives: Tensor,
-    d_prob_sum: Tensor,
-    from_logits: bool,
-) -> Tensor:
-    """``dL/dx`` from ``dL/dp = dL/dTP * t + dL/dsum(p)`` (per-row factors); compiled: one loop."""
-    grad = target * (grad_loss * d_true_positives).unsqueeze(1)
-    grad = grad + (grad_loss * d_prob_sum).unsqueeze(1)
-    if from_logits:
-        prob = torch.sigmoid(input)
-        grad = grad * prob * (1.0 - prob)
-    return grad
-
-
-@functools.cache
-def _compiled(function, backend: str):
-    return torch.compile(function, backend=backend, dynamic=False)
-
-
-# The backend of dice_loss(compile=True); the tests swap in "aot_eager", which traces the same
-# graphs without generating and compiling C++ (5 to 30 s on two cores).
-_COMPILE_BACKEND = "inductor"
-
-
-class _OverlapLoss(torch.autograd.Function):
-    """A loss of the per-sample sums TP = sum(p t), sum(p) and sum(t), with a fused backward.
-
-    ``input`` and ``target`` are ``(N, M)``; ``terms(TP, sum(p), sum(t), *params)`` maps the
-    sums to the per-sample loss and its partial derivatives. Eager (default): the forward keeps
-    one input-sized tensor (``p``) for the backward; the backward writes ``dL/dp = dL/dTP * t
-    + dL/dsum(p)`` into a new tensor (the gradient) and turns it into ``dL/dx`` in place with
-    ``sigmoid_backward``. Compiled: the forward (sums and terms, nothing input-sized kept) and
-    the backward (``p`` recomputed) are each one ``torch.compile``-generated graph, whose
-    generated code makes one loop over the data.
-    """
-
-    @staticmethod
-    def forward(
-        ctx,
-        input: Tensor,
-        target: Tensor,
-        from_logits: bool,
-        terms,
-        params: tuple,
-        compiled: bool,
-    ) -> Tensor:
-        if compiled:
-            forward = _compiled(_overlap_forward, _COMPILE_BACKEND)
-            loss, *partials = forward(input, target, from_logits, terms, params)
-            saved = input
-        else:
-            prob = torch.sigmoid(input) if from_logits else input
-            # sum(p * t) with a transient product: on CPU several times faster than a batched
-            # dot product (bmm), and summed pairwise, so more accurate than BLAS dot in float32.
-            sums = (prob * target).sum(1), prob.sum(1), target.sum(1)
-            loss, *partials = terms(*sums, *params)
-            saved = prob
-        ctx.save_for_backward(saved, target, *partials)
-        ctx.from_logits, ctx.compiled = from_logits, compiled
-        return loss
-
-    @staticmethod
-    def backward(ctx, grad_loss: Tensor):
-        _refuse_double_backward("dice_loss and tversky_loss")
-        saved, target, d_true_positives, d_prob_sum, d_target_sum = ctx.saved_tensors
-        grad_input = grad_target = None
-        if ctx.needs_input_grad[0] and ctx.compiled:
-            grad_input = _compiled(_overlap_grad, _COMPILE_BACKEND)(
-                saved, target, grad_loss, d_true_positives, d_prob_sum, ctx.from_logits
-            )
-        elif ctx.needs_input_grad[0]:
-            # mul then add_, not addcmul: on CPU, addcmul with per-row (N, 1) operands is
-            # about twice as slow as the two operations.
-            grad_input = (target * (grad_loss * d_true_positives).unsqueeze(1)).add_(
-                (grad_loss * d_prob_sum).unsqueeze(1)
-            )
-            if ctx.from_logits:
-                # dp/dx = p (1 - p), applied in place: no second input-sized tensor.
-                torch.ops.aten.sigmoid_backward.grad_input(grad_input, saved, grad_input=grad_input)
-        if ctx.needs_input_grad[1]:
-            prob = torch.sigmoid(saved) if ctx.compiled and ctx.from_logits else saved
-            grad_target = (prob * (grad_loss * d_true_positives).unsqueeze(1)).add_(
-                (grad_loss * d_target_sum).unsqueeze(1)
-            )
-        return grad_input, grad_target, None, None, None, None
+# ------------------------------------------------------------------------------ Dice and Tversky
 
 
 def _samples(input: Tensor, target: Tensor, batch: bool) -> tuple[Tensor, Tensor]:
     """Both tensors as ``(N, M)`` (or ``(1, N M)`` with ``batch``), in float32 for half input."""
-    dtype = torch.float32 if input.dtype in _HALF else input.dtype
+    dtype = _working_dtype(input.dtype)
     rows = 1 if batch else input.shape[0]
     return input.to(dtype).reshape(rows, -1), target.to(dtype).reshape(rows, -1)
 
@@ -339,16 +105,12 @@ def dice_loss(
     ``1 - (2 sum(p) + smooth) / (sum(p) + M + smooth)`` (``M`` elements): 0 when ``p = 1``.
     ``smooth`` must be > 0, so no case divides 0 by 0.
 
-    The loss is a ``torch.autograd.Function`` with a hand-written backward (the gradient is
-    ``(dL/dTP * t + dL/dsum(p)) * p (1 - p)`` per element, with per-sample factors). By
-    default it runs eagerly: the forward keeps one input-sized tensor (the probabilities) for
-    the backward, and forward plus backward make about six passes over the data.
-    ``compile=True`` runs the forward (the three sums) and the backward (probabilities
-    recomputed) as one ``torch.compile``-generated loop each, keeping nothing input-sized in
-    between; the first call per input shape compiles (seconds to tens of seconds on CPU; see
-    ``benchmarks/segmentation_losses.py``), and ``torch.compile``'s recompilation limit
-    applies to many distinct shapes. Neither path is twice differentiable: a backward with
-    ``create_graph=True`` raises a ``RuntimeError``.
+    The gradient, ``(dL/dTP * t + dL/dsum(p)) * p (1 - p)`` per element with per-sample
+    factors, comes from a hand-written backward, which is not twice differentiable.
+    ``compile=True`` runs the forward and the backward through ``torch.compile``, with the
+    same values and gradients up to rounding: the first call for each input shape compiles
+    (seconds to tens of seconds on CPU; ``benchmarks/segmentation_losses.py`` times both
+    paths), and ``torch.compile``'s recompilation limit applies to many distinct shapes.
 
     Args:
         input: logits (or probabilities), shape ``(N, *)``, floating point.
@@ -357,7 +119,7 @@ def dice_loss(
         smooth: added to numerator and denominator, finite and > 0.
         batch: pool the whole batch into one score.
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``, over samples.
-        compile: run the forward and the backward as ``torch.compile``-generated loops.
+        compile: run the forward and the backward through ``torch.compile``.
 
     Returns:
         A scalar, or shape ``(N,)`` for ``"none"`` without ``batch``; in ``input``'s dtype
@@ -366,6 +128,7 @@ def dice_loss(
     Raises:
         ValueError: if the shapes differ (the message names both), ``target`` is not floating
             point, ``input`` is a scalar, ``smooth`` is not > 0 or ``reduction`` is unknown.
+        RuntimeError: in a backward with ``create_graph=True`` (on either path).
 
     Example:
         >>> target = torch.tensor([[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
@@ -379,8 +142,8 @@ def dice_loss(
     _check_reduction(reduction)
     _check_binary(input, target, per_sample=True)
     samples, targets = _samples(input, target, batch)
-    loss = _OverlapLoss.apply(
-        samples, targets, bool(from_logits), _dice_terms, (smooth,), bool(compile)
+    loss = _kernels.overlap_loss(
+        samples, targets, bool(from_logits), _kernels.dice_terms, (smooth,), bool(compile)
     )
     return _reduce_per_sample(loss, input, batch, reduction)
 
@@ -395,6 +158,7 @@ def tversky_loss(
     smooth: float = 1.0,
     batch: bool = False,
     reduction: str = "mean",
+    compile: bool = False,
 ) -> Tensor:
     """The Tversky loss (Salehi et al., 2017), per sample or per batch.
 
@@ -409,6 +173,7 @@ def tversky_loss(
     ``alpha = beta = 0.5`` is a Dice loss (smoothed differently from :func:`dice_loss`),
     ``alpha = beta = 1`` a soft Jaccard (IoU) loss. Reductions and ``batch`` as in
     :func:`dice_loss`; a perfect prediction gives 0, an empty target and empty prediction 0.
+    The backward and the ``compile=True`` path are those of :func:`dice_loss`.
 
     ``keras.losses.Tversky`` (Keras 3.15) names its arguments the other way round in effect:
     its docstring says alpha weighs false positives, but its code multiplies alpha by
@@ -425,12 +190,14 @@ def tversky_loss(
         smooth: added to numerator and denominator, finite and > 0.
         batch: pool the whole batch into one score.
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``, over samples.
+        compile: run the forward and the backward through ``torch.compile``.
 
     Returns:
         A scalar, or shape ``(N,)`` for ``"none"`` without ``batch``; in ``input``'s dtype.
 
     Raises:
         ValueError: as :func:`dice_loss`, and if ``alpha`` or ``beta`` is negative.
+        RuntimeError: in a backward with ``create_graph=True`` (on either path).
 
     Example:
         >>> target = torch.tensor([[1.0, 0.0, 0.0]])
@@ -445,7 +212,9 @@ def tversky_loss(
     _check_binary(input, target, per_sample=True)
     samples, targets = _samples(input, target, batch)
     params = (alpha, beta, smooth)
-    loss = _OverlapLoss.apply(samples, targets, bool(from_logits), _tversky_terms, params, False)
+    loss = _kernels.overlap_loss(
+        samples, targets, bool(from_logits), _kernels.tversky_terms, params, bool(compile)
+    )
     return _reduce_per_sample(loss, input, batch, reduction)
 
 
@@ -469,8 +238,8 @@ def weighted_bce_loss(
     then ``"mean"``: ``sum(loss) / loss.numel()`` (the weighted sum over the number of
     elements, not over the sum of the weights); ``"sum"``; ``"none"``: ``input``'s shape.
     This is ``F.binary_cross_entropy_with_logits(input, target, weight=weight,
-    pos_weight=pos_weight, reduction=reduction)``, which it calls (computed in log-space,
-    one fused kernel forward and one backward), after checking the shapes.
+    pos_weight=pos_weight, reduction=reduction)``, which it calls (computed in log-space)
+    after checking the shapes.
 
     ``pos_weight`` is the usual answer to rare positives: ``n_negative / n_positive`` makes
     both classes weigh the same in total. ``weight`` is an element-wise map, e.g. a U-Net
@@ -575,66 +344,6 @@ def dice_bce_loss(
     return dice_weight * dice + bce_weight * bce
 
 
-def _alpha_t(target: Tensor, alpha: float) -> Tensor:
-    # alpha t + (1 - alpha) (1 - t): exactly 1 - alpha at t = 0, alpha up to rounding at t = 1.
-    return torch.mul(target, 2.0 * alpha - 1.0).add_(1.0 - alpha)
-
-
-class _FocalLoss(torch.autograd.Function):
-    """The element-wise focal loss with a hand-written backward.
-
-    Autograd of the composed expression keeps about six input-sized tensors from the forward
-    for the backward; this keeps none (the backward recomputes ``bce``, ``p`` and ``1 - p_t``
-    from ``input`` and ``target``) and makes about as many passes over the data.
-    """
-
-    @staticmethod
-    def _parts(input: Tensor, target: Tensor):
-        # bce from the fused log-space kernel; 1 - p_t = p (1 - 2 t) + t with one addcmul.
-        bce = F.binary_cross_entropy_with_logits(input, target, reduction="none")
-        prob = torch.sigmoid(input)
-        sign = torch.mul(target, -2.0).add_(1.0)
-        return bce, prob, sign, torch.addcmul(target, prob, sign)
-
-    @staticmethod
-    def forward(ctx, input: Tensor, target: Tensor, gamma: float, alpha: float | None):
-        if gamma == 0.0:
-            loss = F.binary_cross_entropy_with_logits(input, target, reduction="none")
-        else:
-            bce, _, _, one_minus_p_t = _FocalLoss._parts(input, target)
-            loss = one_minus_p_t.pow_(gamma).mul_(bce)
-        if alpha is not None:
-            loss = loss.mul_(_alpha_t(target, alpha))
-        ctx.save_for_backward(input, target)
-        ctx.gamma, ctx.alpha = gamma, alpha
-        return loss
-
-    @staticmethod
-    def backward(ctx, grad_loss: Tensor):
-        _refuse_double_backward("focal_loss")
-        input, target = ctx.saved_tensors
-        gamma, alpha = ctx.gamma, ctx.alpha
-        if gamma == 0.0:
-            grad = torch.sigmoid(input).sub_(target)  # d bce / dx = p - t
-        else:
-            bce, prob, slope, one_minus_p_t = _FocalLoss._parts(input, target)
-            # d(1 - p_t)/dx = (1 - 2 t) p (1 - p), in one kernel, written over 1 - 2 t.
-            torch.ops.aten.sigmoid_backward.grad_input(slope, prob, grad_input=slope)
-            # gamma bce (1 - p_t)**(gamma - 1) d(1 - p_t)/dx, as gamma bce slope / (1 - p_t)
-            # times (1 - p_t)**gamma: finite where 1 - p_t underflows to 0 (slope is 0 there
-            # too, so the clamp changes no value that matters).
-            one_minus_p_t.clamp_min_(torch.finfo(one_minus_p_t.dtype).tiny)
-            ratio = slope.mul_(bce).div_(one_minus_p_t)
-            del bce  # every input-sized tensor is freed as soon as it is used up
-            grad = prob.sub_(target).add_(ratio, alpha=gamma)
-            del ratio, slope
-            grad.mul_(one_minus_p_t.pow_(gamma))
-            del one_minus_p_t
-        if alpha is not None:
-            grad.mul_(_alpha_t(target, alpha))
-        return grad.mul_(grad_loss), None, None, None
-
-
 def focal_loss(
     input: Tensor,
     target: Tensor,
@@ -663,9 +372,8 @@ def focal_loss(
     give finite values and gradients, also for ``gamma < 1``. ``1 - p_t`` is computed as
     ``p (1 - 2 t) + t``, which loses relative accuracy only where ``1 - p_t`` is far below
     the float resolution, where the loss is negligible anyway. The backward is hand-written
-    (no input-sized tensor is kept between forward and backward); it is not twice
-    differentiable (a backward with ``create_graph=True`` raises a ``RuntimeError``). Empty and
-    all-positive targets are ordinary inputs here (a per-element loss).
+    and not twice differentiable. Empty and all-positive targets are ordinary inputs here (a
+    per-element loss).
 
     Args:
         input: logits, any shape, floating point.
@@ -682,6 +390,7 @@ def focal_loss(
         ValueError: if the shapes differ (the message names both), ``target`` is not floating
             point, ``gamma`` is negative, ``alpha`` is outside [0, 1] or ``reduction`` is
             unknown.
+        RuntimeError: in a backward with ``create_graph=True``.
 
     Example:
         >>> input, target = torch.zeros(2), torch.tensor([1.0, 0.0])
@@ -692,8 +401,8 @@ def focal_loss(
     alpha = _check_alpha(alpha)
     _check_reduction(reduction)
     _check_binary(input, target)
-    dtype = torch.float32 if input.dtype in _HALF else input.dtype
-    loss = _FocalLoss.apply(input.to(dtype), target.to(dtype), gamma, alpha)
+    dtype = _working_dtype(input.dtype)
+    loss = _kernels.focal_elementwise(input.to(dtype), target.to(dtype), gamma, alpha)
     return _reduce(loss, reduction).to(input.dtype)
 
 
@@ -718,8 +427,8 @@ def weighted_cross_entropy(
     then ``"mean"``: ``sum(loss_i) / sum(w_i)``, the weighted mean, so that with class weights
     only it equals ``F.cross_entropy(input, target, weight=class_weights)``; ``"sum"``:
     ``sum(loss_i)``; ``"none"``: the ``loss_i``, shape ``(N, *)``. If every weight is 0,
-    ``"mean"`` is 0 / 0 = NaN, as in ``F.cross_entropy``. Computed with ``log_softmax`` (one
-    fused ``F.cross_entropy`` call), so logits of +-1e4 are fine. For the weight map of
+    ``"mean"`` is 0 / 0 = NaN, as in ``F.cross_entropy``. Computed with ``log_softmax``
+    (``F.cross_entropy``), so logits of +-1e4 are fine. For the weight map of
     Ronneberger et al. (2015), see :func:`companion.weightmaps.unet_weight_map`; for
     balancing class weights, :func:`companion.weightmaps.balanced_class_weights`.
 
@@ -758,7 +467,7 @@ def weighted_cross_entropy(
     loss = nll * weights
     if reduction == "mean":
         # float32 sums for half input: a sum over a batch of masks overflows float16.
-        accumulate = torch.float32 if loss.dtype in _HALF else loss.dtype
+        accumulate = _working_dtype(loss.dtype)
         return (loss.sum(dtype=accumulate) / weights.sum(dtype=accumulate)).to(loss.dtype)
     return _reduce(loss, reduction)
 
@@ -784,21 +493,16 @@ def cost_sensitive_cross_entropy(
     correctly classified pixels stop contributing.
 
     This is what the widely copied Keras loss that loops over every (true, predicted) pair
-    of classes computes, vectorized: one gather per pixel instead of ``C**2`` passes over the
-    batch, and memory linear in ``C``. Where several classes tie for the maximum, ``argmax``
-    takes the first; the loop instead sums the costs of all tied classes (ties have
-    probability 0 for continuous logits but occur with all-equal logits, e.g. a zero-
-    initialized last layer).
+    of classes computes, vectorized (one gather per pixel instead of ``C**2`` passes over the
+    batch). Where several classes tie for the maximum, ``argmax`` takes the first; the loop
+    instead sums the costs of all tied classes (ties have probability 0 for continuous logits
+    but occur with all-equal logits, e.g. a zero-initialized last layer).
 
-    The loss is a ``torch.autograd.Function`` with a hand-written backward, ``cost *
-    (softmax(input) - onehot(target))`` per pixel: it computes one exponential per element,
-    keeps the probabilities (one input-sized tensor, as ``F.cross_entropy`` keeps the
-    log-probabilities) and writes the gradient in one pass. ``compile=True`` runs the forward
-    (maximum, first argmax, log-sum-exp, costs) and the backward (probabilities recomputed)
-    as one ``torch.compile``-generated graph each, keeping nothing input-sized in between;
-    the first call per input shape compiles (seconds on CPU; see
-    ``benchmarks/segmentation_losses.py``). Neither path is twice differentiable: a backward
-    with ``create_graph=True`` raises a ``RuntimeError``.
+    The gradient, ``cost * (softmax(input) - onehot(target))`` per pixel, comes from a
+    hand-written backward, which is not twice differentiable. ``compile=True`` runs the
+    forward and the backward through ``torch.compile``, with the same values and gradients up
+    to rounding; the first call for each input shape compiles (seconds on CPU;
+    ``benchmarks/segmentation_losses.py`` times both paths).
 
     Args:
         input: logits, shape ``(N, C, *)``, floating point.
@@ -806,7 +510,7 @@ def cost_sensitive_cross_entropy(
         cost_matrix: ``cost_matrix[true, predicted]``, shape ``(C, C)`` (a tensor or nested
             sequence); its diagonal is the cost of a correct prediction.
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
-        compile: run the forward and the backward as ``torch.compile``-generated graphs.
+        compile: run the forward and the backward through ``torch.compile``.
 
     Returns:
         A scalar for ``"mean"`` and ``"sum"``, else a tensor of ``target``'s shape.
@@ -814,6 +518,7 @@ def cost_sensitive_cross_entropy(
     Raises:
         ValueError: if ``target`` is not integer or not shaped as ``input`` without axis 1,
             ``cost_matrix`` is not square or not ``(C, C)``, or ``reduction`` is unknown.
+        RuntimeError: in a backward with ``create_graph=True`` (on either path).
 
     Example:
         >>> cost = [[0.0, 1.0], [5.0, 0.0]]
@@ -824,8 +529,8 @@ def cost_sensitive_cross_entropy(
     _check_reduction(reduction)
     target = _check_class_target(input, target)
     cost_matrix = _as_cost_matrix(cost_matrix, input)
-    function = _CompiledCostSensitiveNLL if compile else _CostSensitiveNLL
-    return _reduce(function.apply(input, target, cost_matrix.detach()), reduction)
+    loss = _kernels.cost_sensitive_nll(input, target, cost_matrix.detach(), bool(compile))
+    return _reduce(loss, reduction)
 
 
 def expected_cost_loss(
@@ -855,8 +560,7 @@ def expected_cost_loss(
     makes it a poor loss to train from scratch alone. It is usually added to a cross-entropy,
     ``F.cross_entropy(input, target) + weight * expected_cost_loss(input, target, cost)``, or
     used to fine-tune. Computed with ``softmax`` (float32 for half-precision input), so logits
-    of +-1e4 are fine; it keeps the probabilities and the gathered cost rows (two input-sized
-    tensors) for the backward.
+    of +-1e4 are fine.
 
     Args:
         input: logits, shape ``(N, C, *)``, floating point.
@@ -882,115 +586,13 @@ def expected_cost_loss(
     _check_reduction(reduction)
     target = _check_class_target(input, target)
     cost_matrix = _as_cost_matrix(cost_matrix, input)
-    dtype = torch.float32 if input.dtype in _HALF else input.dtype
+    dtype = _working_dtype(input.dtype)
     prob = torch.softmax(input, 1, dtype=dtype)
-    # The row of each pixel's true class, moved to the class axis: (N, C, *).
+    # The row of each pixel's true class, moved to the class axis: (N, C, *). Autograd keeps
+    # prob and rows, two input-sized tensors, for the backward.
     rows = cost_matrix.to(dtype)[target].movedim(-1, 1)
     loss = (prob * rows).sum(1)
     return _reduce(loss, reduction).to(input.dtype)
-
-
-def _cost_sensitive_forward(input: Tensor, target: Tensor, cost_matrix: Tensor):
-    """Per-pixel loss, maximum, log of the shifted sum and cost, ``(N, 1, *)``; compiled."""
-    largest = input.amax(1, keepdim=True)
-    predicted = input.argmax(1, keepdim=True)  # the first of tied maxima, as in eager
-    # log(sum(exp(x - max))) is in [0, log C]: kept apart from the maximum, the probabilities
-    # recomputed in the backward stay accurate for logits of any size.
-    log_sum = torch.exp(input - largest).sum(1, keepdim=True).log()
-    index = target.unsqueeze(1)
-    cost = cost_matrix[index, predicted]
-    return ((largest - input.gather(1, index)) + log_sum) * cost, largest, log_sum, cost
-
-
-def _cost_sensitive_grad(
-    input: Tensor, target: Tensor, largest: Tensor, log_sum: Tensor, scale: Tensor
-) -> Tensor:
-    """``scale * (softmax(input) - onehot(target))``, probabilities recomputed; compiled."""
-    classes = torch.arange(input.shape[1], device=input.device).view(
-        (1, -1) + (1,) * (input.ndim - 2)
-    )
-    prob = torch.exp((input - largest) - log_sum)
-    return torch.where(classes == target.unsqueeze(1), prob - 1.0, prob) * scale
-
-
-class _CompiledCostSensitiveNLL(torch.autograd.Function):
-    """:class:`_CostSensitiveNLL` as two ``torch.compile``-generated graphs."""
-
-    @staticmethod
-    def forward(ctx, input: Tensor, target: Tensor, cost_matrix: Tensor) -> Tensor:
-        forward = _compiled(_cost_sensitive_forward, _COMPILE_BACKEND)
-        loss, largest, log_sum, cost = forward(input, target, cost_matrix)
-        ctx.save_for_backward(input, target, largest, log_sum, cost)
-        return loss.squeeze(1)
-
-    @staticmethod
-    def backward(ctx, grad_loss: Tensor):
-        _refuse_double_backward("cost_sensitive_cross_entropy")
-        input, target, largest, log_sum, cost = ctx.saved_tensors
-        grad_input = None
-        if ctx.needs_input_grad[0]:
-            scale = grad_loss.unsqueeze(1) * cost
-            grad = _compiled(_cost_sensitive_grad, _COMPILE_BACKEND)
-            grad_input = grad(input, target, largest, log_sum, scale)
-        return grad_input, None, None
-
-
-class _CostSensitiveNLL(torch.autograd.Function):
-    """Per-pixel ``cost[y, argmax(x)] * -log_softmax(x)[y]`` with a fused backward.
-
-    One exponential pass: the forward computes the probabilities ``p = softmax(x)`` and reads
-    the log-sum-exp off the most probable class ``m``, ``logsumexp(x) = x[m] - log(p[m])``
-    (``p[m] >= 1 / C`` never underflows), so ``-log_softmax(x)[y] = x[m] - x[y] - log(p[m])``,
-    a sum of two non-negative terms, finite for logits of any size. The backward writes the
-    gradient ``cost * (p - onehot(y))`` from the saved ``p`` with one multiplication and one
-    scatter. It keeps one input-sized tensor (``p``), as ``F.cross_entropy`` does.
-    """
-
-    @staticmethod
-    def forward(ctx, input: Tensor, target: Tensor, cost_matrix: Tensor) -> Tensor:
-        prob = torch.softmax(input, 1)
-        largest, predicted = _first_max(input)
-        index = target.unsqueeze(1)
-        # p[m] is the largest probability: a reduction, faster than a gather on CPU.
-        nll = (largest - input.gather(1, index)).sub_(prob.amax(1, keepdim=True).log_())
-        n_classes = cost_matrix.shape[0]
-        pairs = (index * n_classes).add_(predicted)
-        # index_select on the flat matrix: on CPU about twice as fast as advanced indexing.
-        cost = cost_matrix.reshape(-1).index_select(0, pairs.reshape(-1)).view(pairs.shape)
-        ctx.save_for_backward(prob, index, cost)
-        return nll.mul_(cost).squeeze(1)
-
-    @staticmethod
-    def backward(ctx, grad_loss: Tensor):
-        _refuse_double_backward("cost_sensitive_cross_entropy")
-        prob, index, cost = ctx.saved_tensors
-        grad_input = None
-        if ctx.needs_input_grad[0]:
-            scale = grad_loss.unsqueeze(1) * cost
-            grad_input = (prob * scale).scatter_add_(1, index, scale.neg())
-        return grad_input, None, None
-
-
-def _first_max(input: Tensor) -> tuple[Tensor, Tensor]:
-    """The maxima over axis 1 and the first index of each, both shaped ``(N, 1, *)``.
-
-    The index is ``input.argmax(1, keepdim=True)``. On CPU, ``argmax`` over a non-innermost
-    axis of ``(N, C, H, W)`` is about ten times slower than these operations, which find the
-    largest of ``C - k`` over the maximal ``k`` in 8-bit integers (16-bit or 32-bit beyond
-    255 classes).
-    """
-    n_classes = input.shape[1]
-    dtype = torch.uint8 if n_classes < 256 else torch.int16 if n_classes < 2**15 else torch.int32
-    largest = input.amax(1, keepdim=True)
-    # >= rather than ==: the same where largest is the maximum, and faster on CPU.
-    is_max = input >= largest
-    # bool and uint8 have the same layout: a view, not a copy.
-    is_max = is_max.view(dtype) if dtype == torch.uint8 else is_max.to(dtype)
-    shape = (1, n_classes) + (1,) * (input.ndim - 2)
-    countdown = torch.arange(n_classes, 0, -1, dtype=dtype, device=input.device)
-    first = is_max.mul_(countdown.view(shape)).amax(1, keepdim=True)
-    # With a NaN score no class is maximal: clamp to a valid index (the loss is NaN anyway).
-    return largest, (n_classes - first.long()).clamp_(max=n_classes - 1)
 
 
 # ------------------------------------------------------------------------------------- modules
@@ -1048,7 +650,9 @@ class DiceLoss(nn.Module):
         smooth: added to numerator and denominator, finite and > 0.
         batch: pool the whole batch into one score.
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``, over samples.
-        compile: use the ``torch.compile`` path of :func:`dice_loss`.
+        compile: use the ``torch.compile`` path of :func:`dice_loss`; stored as
+            ``use_compile``, since ``compile()`` is ``nn.Module.compile``, which compiles the
+            whole module.
 
     Example:
         >>> criterion = DiceLoss(from_logits=False)
@@ -1065,9 +669,10 @@ class DiceLoss(nn.Module):
         compile: bool = False,
     ) -> None:
         super().__init__()
-        self.from_logits, self.batch, self.compile = bool(from_logits), bool(batch), compile
+        self.from_logits, self.batch = bool(from_logits), bool(batch)
         self.smooth = _check_number("smooth", smooth, strict=True)
         self.reduction = _check_reduction(reduction)
+        self.use_compile = bool(compile)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         return dice_loss(
@@ -1077,13 +682,13 @@ class DiceLoss(nn.Module):
             smooth=self.smooth,
             batch=self.batch,
             reduction=self.reduction,
-            compile=self.compile,
+            compile=self.use_compile,
         )
 
     def extra_repr(self) -> str:
         return (
             f"from_logits={self.from_logits}, smooth={self.smooth}, batch={self.batch}, "
-            f"reduction={self.reduction!r}"
+            f"reduction={self.reduction!r}, compile={self.use_compile}"
         )
 
 
@@ -1194,6 +799,8 @@ class TverskyLoss(nn.Module):
         smooth: added to numerator and denominator, finite and > 0.
         batch: pool the whole batch into one score.
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``, over samples.
+        compile: use the ``torch.compile`` path of :func:`tversky_loss`; stored as
+            ``use_compile``, as in :class:`DiceLoss`.
 
     Example:
         >>> criterion = TverskyLoss(alpha=0.3, beta=0.7, from_logits=False, smooth=1e-6)
@@ -1209,6 +816,7 @@ class TverskyLoss(nn.Module):
         smooth: float = 1.0,
         batch: bool = False,
         reduction: str = "mean",
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.alpha = _check_number("alpha", alpha)
@@ -1216,6 +824,7 @@ class TverskyLoss(nn.Module):
         self.from_logits, self.batch = bool(from_logits), bool(batch)
         self.smooth = _check_number("smooth", smooth, strict=True)
         self.reduction = _check_reduction(reduction)
+        self.use_compile = bool(compile)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         return tversky_loss(
@@ -1227,12 +836,14 @@ class TverskyLoss(nn.Module):
             smooth=self.smooth,
             batch=self.batch,
             reduction=self.reduction,
+            compile=self.use_compile,
         )
 
     def extra_repr(self) -> str:
         return (
             f"alpha={self.alpha}, beta={self.beta}, from_logits={self.from_logits}, "
-            f"smooth={self.smooth}, batch={self.batch}, reduction={self.reduction!r}"
+            f"smooth={self.smooth}, batch={self.batch}, reduction={self.reduction!r}, "
+            f"compile={self.use_compile}"
         )
 
 
@@ -1316,16 +927,6 @@ class ExpectedCostLoss(nn.Module):
         return f"n_classes={self.cost_matrix.shape[0]}, reduction={self.reduction!r}"
 
 
-def _square_cost_matrix(cost_matrix) -> Tensor:
-    cost_matrix = torch.as_tensor(cost_matrix, dtype=torch.get_default_dtype())
-    if cost_matrix.ndim != 2 or cost_matrix.shape[0] != cost_matrix.shape[1]:
-        raise ValueError(
-            "cost_matrix must be a square matrix (C, C), cost_matrix[true, predicted], "
-            f"got shape {tuple(cost_matrix.shape)}"
-        )
-    return cost_matrix
-
-
 class CostSensitiveCrossEntropyLoss(nn.Module):
     """Cross-entropy times the cost of each pixel's prediction; see
     :func:`cost_sensitive_cross_entropy`.
@@ -1338,7 +939,8 @@ class CostSensitiveCrossEntropyLoss(nn.Module):
     Args:
         cost_matrix: ``cost_matrix[true, predicted]``, shape ``(C, C)``; stored as a buffer.
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
-        compile: use the ``torch.compile`` path of :func:`cost_sensitive_cross_entropy`.
+        compile: use the ``torch.compile`` path of :func:`cost_sensitive_cross_entropy`;
+            stored as ``use_compile``, as in :class:`DiceLoss`.
 
     Raises:
         ValueError: if ``cost_matrix`` is not square, at construction.
@@ -1352,13 +954,16 @@ class CostSensitiveCrossEntropyLoss(nn.Module):
     def __init__(self, cost_matrix, reduction: str = "mean", compile: bool = False) -> None:
         super().__init__()
         self.reduction = _check_reduction(reduction)
-        self.compile = bool(compile)
+        self.use_compile = bool(compile)
         self.register_buffer("cost_matrix", _square_cost_matrix(cost_matrix))
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         return cost_sensitive_cross_entropy(
-            input, target, self.cost_matrix, reduction=self.reduction, compile=self.compile
+            input, target, self.cost_matrix, reduction=self.reduction, compile=self.use_compile
         )
 
     def extra_repr(self) -> str:
-        return f"n_classes={self.cost_matrix.shape[0]}, reduction={self.reduction!r}"
+        return (
+            f"n_classes={self.cost_matrix.shape[0]}, reduction={self.reduction!r}, "
+            f"compile={self.use_compile}"
+        )

@@ -24,7 +24,7 @@ import pytest
 import torch
 
 import companion.torch as ct
-from companion.torch import segmentation, train
+from companion.torch import _kernels, train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -152,7 +152,7 @@ def test_logits_of_1e4_give_finite_losses_and_gradients_on_the_gpu(name):
 @pytest.fixture
 def inductor(monkeypatch):
     """The compiled paths with their real backend: Inductor, which writes Triton kernels."""
-    monkeypatch.setattr(segmentation, "_COMPILE_BACKEND", "inductor")
+    monkeypatch.setattr(_kernels, "COMPILE_BACKEND", "inductor")
     torch._dynamo.reset()
     yield
     torch._dynamo.reset()

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-import companion.torch.segmentation as segmentation
 from companion import reference
 from companion.torch import (
     CostSensitiveCrossEntropyLoss,
@@ -16,6 +16,7 @@ from companion.torch import (
     TverskyLoss,
     WeightedBCELoss,
     WeightedCrossEntropyLoss,
+    _kernels,
     cost_sensitive_cross_entropy,
     dice_bce_loss,
     dice_loss,
@@ -602,7 +603,7 @@ def test_half_precision_weighted_mean_does_not_overflow():
 
 
 def test_compiled_cost_sensitive_equals_the_default_path(monkeypatch):
-    monkeypatch.setattr(segmentation, "_COMPILE_BACKEND", "aot_eager")
+    monkeypatch.setattr(_kernels, "COMPILE_BACKEND", "aot_eager")
     generator = torch.Generator().manual_seed(24)
     logits = torch.randn(3, 4, 5, 6, generator=generator, dtype=torch.float64)
     logits[0, :, 0, 0] = 1.0  # a four-way tie: the first class is the prediction
@@ -637,7 +638,7 @@ def test_compiled_cost_sensitive_equals_the_default_path(monkeypatch):
 def test_compiled_dice_equals_the_default_path(monkeypatch):
     # aot_eager traces the same graphs as inductor without compiling C++ (slow on two cores);
     # benchmarks/segmentation_losses.py times the inductor path and checks it there.
-    monkeypatch.setattr(segmentation, "_COMPILE_BACKEND", "aot_eager")
+    monkeypatch.setattr(_kernels, "COMPILE_BACKEND", "aot_eager")
     logits, target = binary_data(18, shape=(4, 1, 16, 16))
     for from_logits, reduction in ((True, "mean"), (False, "none")):
         values = logits if from_logits else 1 / (1 + np.exp(-logits))
@@ -663,6 +664,50 @@ def test_compiled_dice_equals_the_default_path(monkeypatch):
             ),
             (values, soft),
         )
+
+
+def test_compiled_tversky_equals_the_default_path(monkeypatch):
+    # The kernel of test_compiled_dice_equals_the_default_path with the Tversky terms; the
+    # target requires a gradient too, which the compiled backward recomputes p for.
+    monkeypatch.setattr(_kernels, "COMPILE_BACKEND", "aot_eager")
+    logits, target = binary_data(19, shape=(4, 1, 16, 16), soft=True)
+    input = torch.tensor(logits, dtype=torch.float32, requires_grad=True)
+    soft = torch.tensor(target, dtype=torch.float32, requires_grad=True)
+    kwargs = {"alpha": 0.3, "beta": 0.7, "reduction": "none"}
+    compiled = tversky_loss(input, soft, compile=True, **kwargs)
+    default = tversky_loss(input, soft, **kwargs)
+    torch.testing.assert_close(compiled, default, rtol=1e-6, atol=1e-7)
+    grads_compiled = torch.autograd.grad(compiled.sum(), (input, soft))
+    grads_default = torch.autograd.grad(default.sum(), (input, soft))
+    for grad_compiled, grad_default in zip(grads_compiled, grads_default, strict=True):
+        torch.testing.assert_close(grad_compiled, grad_default, rtol=1e-5, atol=1e-9)
+    module = TverskyLoss(alpha=0.3, beta=0.7, compile=True)
+    torch.testing.assert_close(module(input, soft), default.mean(), rtol=1e-6, atol=1e-7)
+
+
+def test_the_compile_option_leaves_nn_module_compile_alone():
+    # compile=... is stored as use_compile: compile() stays nn.Module.compile (it compiles
+    # the whole module, lazily), and the option shows in the repr.
+    logits, target = binary_data(25, shape=(2, 1, 3, 3))
+    input, target_t = tensors(logits, target)
+    class_input, classes = tensors(*class_data(26, shape=(2, 3, 2, 2)))
+    cases = [
+        (DiceLoss, {}, (input, target_t), dice_loss(input, target_t)),
+        (TverskyLoss, {}, (input, target_t), tversky_loss(input, target_t)),
+        (
+            CostSensitiveCrossEntropyLoss,
+            {"cost_matrix": torch.ones(3, 3)},
+            (class_input, classes),
+            F.cross_entropy(class_input, classes),
+        ),
+    ]
+    for cls, kwargs, args, expected in cases:
+        assert cls.compile is nn.Module.compile
+        assert "compile=True" in repr(cls(**kwargs, compile=True))
+        module = cls(**kwargs)
+        assert module.use_compile is False and repr(module).endswith("compile=False)")
+        assert module.compile(backend="eager") is None
+        torch.testing.assert_close(module(*args), expected)
 
 
 # -------------------------------------------------------------------------------- MONAI
@@ -881,7 +926,7 @@ def test_invalid_options(call, message):
 
 def test_first_max_is_max_and_argmax_with_ties_to_the_first():
     def check(scores):
-        largest, index = segmentation._first_max(scores)
+        largest, index = _kernels.first_max(scores)
         assert torch.equal(index, scores.argmax(1, keepdim=True))
         assert torch.equal(largest, scores.amax(1, keepdim=True))
 
@@ -890,7 +935,7 @@ def test_first_max_is_max_and_argmax_with_ties_to_the_first():
     check(scores)
     check(scores[:, :, 0, 0])
     with_nan = torch.tensor([[float("nan"), 1.0, 2.0]])
-    assert segmentation._first_max(with_nan)[1].item() in range(3)
+    assert _kernels.first_max(with_nan)[1].item() in range(3)
     # Beyond 255 classes the countdown needs more than 8 bits.
     for n_classes in (255, 256, 300):
         check(torch.randint(0, 4, (6, n_classes, 3), generator=generator).float())

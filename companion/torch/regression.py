@@ -16,40 +16,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from companion._common import check_delta as _check_delta
+from companion.torch._checks import check_reduction as _check_reduction
+from companion.torch._checks import check_shapes as _check_shapes
+from companion.torch._checks import reduce as _reduce
 
 __all__ = ["HuberLoss", "PseudoHuberLoss", "huber_loss", "pseudo_huber_loss"]
-
-REDUCTIONS = ("mean", "sum", "none")
-
-
-def _check_reduction(reduction: str) -> str:
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-    return reduction
-
-
-def _check_shapes(input: Tensor, target: Tensor, weight: Tensor | None) -> None:
-    if input.shape != target.shape:
-        raise ValueError(
-            "input and target must have the same shape, got "
-            f"input {tuple(input.shape)} and target {tuple(target.shape)}"
-        )
-    if weight is not None and weight.shape != input.shape:
-        raise ValueError(
-            "weight must have the shape of input, got "
-            f"weight {tuple(weight.shape)} and input {tuple(input.shape)}"
-        )
 
 
 def _weight_and_reduce(elementwise: Tensor, weight: Tensor | None, reduction: str) -> Tensor:
     if weight is not None:
         elementwise = elementwise * weight
-    if reduction == "mean":
-        # The weighted sum over the number of elements, as F.binary_cross_entropy(weight=...).
-        return elementwise.mean()
-    if reduction == "sum":
-        return elementwise.sum()
-    return elementwise
+    # "mean": the weighted sum over the number of elements, as F.binary_cross_entropy(weight=...).
+    return _reduce(elementwise, reduction)
 
 
 def huber_loss(
@@ -72,9 +50,9 @@ def huber_loss(
     divided by ``numel`` for ``"mean"``.
 
     Without ``weight`` this is ``torch.nn.functional.huber_loss(input, target,
-    reduction=reduction, delta=delta)``, which it calls (one fused kernel forward and one
-    backward). ``SmoothL1Loss(beta)`` is this loss divided by ``beta``, with ``delta = beta``.
-    The mean of an empty input is NaN, as in ``torch``.
+    reduction=reduction, delta=delta)``, which it calls. ``SmoothL1Loss(beta)`` is this loss
+    divided by ``beta``, with ``delta = beta``. The mean of an empty input is NaN, as in
+    ``torch``.
 
     Args:
         input: predictions, any shape, floating point (float16 and bfloat16 included).
@@ -230,12 +208,3 @@ class PseudoHuberLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"delta={self.delta}, reduction={self.reduction!r}"
-
-
-# The segmentation losses live in their own module; they are re-exported here so that every
-# PyTorch loss of the package can be imported from companion.torch.losses. The import comes
-# last because companion.torch.segmentation imports a shape check from this module.
-from companion.torch import segmentation as _segmentation  # noqa: E402
-from companion.torch.segmentation import *  # noqa: E402, F403
-
-__all__ += _segmentation.__all__
