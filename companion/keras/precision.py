@@ -14,11 +14,6 @@ The Keras twins of :mod:`companion.torch.precision`, in Keras's conventions:
 With ``class_index``, ``y_pred`` holds ``C`` classes on its last axis (Keras is channels-last)
 and ``y_true`` the class indices, of shape ``y_pred.shape[:-1]``; that class is then the
 positive one, against the rest.
-
-The ``dtype`` of the ``Loss`` classes: with ``"float64"``, the functions compute and return
-float64 on every backend, but on the torch backend Keras 3.15's reduction in
-``keras.losses.Loss`` returns the reduced value in float32, as it does for ``keras.losses``'
-own classes.
 """
 
 from __future__ import annotations
@@ -28,9 +23,17 @@ import math
 import keras
 from keras import ops
 
+from companion._common import PROBABILITY_CLIP, SURROGATES
 from companion._common import check_beta as _check_beta
+from companion._common import check_choice as _check_choice
 from companion._common import check_class_index as _check_class_index
+from companion._common import check_number as _check_number
 from companion._common import check_target_recall as _check_target_recall
+from companion.keras._checks import HALF_DTYPES as _HALF
+from companion.keras._checks import LossWithOptions as _LossWithOptions
+from companion.keras._checks import Option as _Option
+from companion.keras._checks import check_same_shape as _check_same_shape
+from companion.keras._checks import shape as _shape
 
 __all__ = ["PrecisionAtRecall", "SoftFBeta", "soft_fbeta"]
 
@@ -38,40 +41,19 @@ __all__ = ["PrecisionAtRecall", "SoftFBeta", "soft_fbeta"]
 #: denominator's sum is 0, and makes ``soft_fbeta`` with ``beta=1`` equal ``keras.losses.Dice``.
 EPSILON = 1e-7
 
-#: Probabilities are clipped to ``[PROBABILITY_CLIP, 1 - PROBABILITY_CLIP]`` before their logit
-#: is taken in :class:`PrecisionAtRecall`, as ``keras.losses.binary_crossentropy`` clips them.
-PROBABILITY_CLIP = 1e-7
-
-SURROGATES = ("cross_entropy", "hinge")
-
-
-def _check_epsilon(epsilon) -> float:
-    epsilon = float(epsilon)
-    if not 0.0 <= epsilon < math.inf:
-        raise ValueError(f"epsilon must be a finite number >= 0, got {epsilon}")
-    return epsilon
-
-
-def _shape(x) -> tuple:
-    return tuple(None if d is None else int(d) for d in x.shape)
-
 
 def _prepare(y_true, y_pred, class_index):
     """Tensors of a floating dtype (float32 at least), with their shapes checked."""
     y_pred = ops.convert_to_tensor(y_pred)
     if not keras.backend.is_float_dtype(y_pred.dtype):
         y_pred = ops.cast(y_pred, keras.backend.floatx())
-    if keras.backend.standardize_dtype(y_pred.dtype) in ("float16", "bfloat16"):
+    if keras.backend.standardize_dtype(y_pred.dtype) in _HALF:
         # Half-precision sums of many probabilities lose digits; accumulate in float32.
         y_pred = ops.cast(y_pred, "float32")
     y_true = ops.convert_to_tensor(y_true)
     true_shape, pred_shape = _shape(y_true), _shape(y_pred)
     if class_index is None:
-        if true_shape != pred_shape:
-            raise ValueError(
-                "y_true and y_pred must have the same shape, got "
-                f"y_true {true_shape} and y_pred {pred_shape}"
-            )
+        _check_same_shape(true_shape, pred_shape)
         return ops.cast(y_true, y_pred.dtype), y_pred
     if len(pred_shape) < 2 or true_shape != pred_shape[:-1]:
         raise ValueError(
@@ -163,7 +145,7 @@ def soft_fbeta(y_true, y_pred, *, beta=1.0, from_logits=False, class_index=None,
     """
     beta = _check_beta(beta)
     class_index = _check_class_index(class_index)
-    epsilon = _check_epsilon(epsilon)
+    epsilon = _check_number("epsilon", epsilon)
     positive, probability = _positive_probability(y_true, y_pred, from_logits, class_index)
     beta2 = beta * beta
     true_positives = ops.sum(probability * positive)
@@ -172,7 +154,7 @@ def soft_fbeta(y_true, y_pred, *, beta=1.0, from_logits=False, class_index=None,
 
 
 @keras.saving.register_keras_serializable(package="companion")
-class SoftFBeta(keras.losses.Loss):
+class SoftFBeta(_LossWithOptions):
     """One minus the soft F-beta score as a Keras loss; see :func:`soft_fbeta`.
 
     The loss is pooled over the batch, so it depends on the batch size and composition:
@@ -190,8 +172,8 @@ class SoftFBeta(keras.losses.Loss):
         dtype: the dtype of the computation, ``keras.backend.floatx()`` by default.
 
     Raises:
-        ValueError: for arguments :func:`soft_fbeta` rejects (at construction), mismatched
-            shapes, or a ``sample_weight`` (when called).
+        ValueError: for arguments :func:`soft_fbeta` rejects (at construction or when
+            assigned), mismatched shapes, or a ``sample_weight`` (when called).
 
     Example:
         >>> loss = SoftFBeta(beta=1.0)
@@ -199,6 +181,11 @@ class SoftFBeta(keras.losses.Loss):
         >>> round(float(value), 6)  # 1 - 2.8 / 3.7
         0.243243
     """
+
+    beta = _Option(_check_beta)
+    from_logits = _Option(bool)
+    class_index = _Option(_check_class_index)
+    epsilon = _Option(_check_number, "epsilon")
 
     def __init__(
         self,
@@ -211,10 +198,8 @@ class SoftFBeta(keras.losses.Loss):
         dtype=None,
     ):
         super().__init__(name=name, reduction="sum_over_batch_size", dtype=dtype)
-        self.beta = _check_beta(beta)
-        self.from_logits = bool(from_logits)
-        self.class_index = _check_class_index(class_index)
-        self.epsilon = _check_epsilon(epsilon)
+        self.beta, self.from_logits = beta, from_logits
+        self.class_index, self.epsilon = class_index, epsilon
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         if sample_weight is not None:
@@ -235,14 +220,10 @@ class SoftFBeta(keras.losses.Loss):
         )
 
     def get_config(self):
-        return {
-            "beta": self.beta,
-            "from_logits": self.from_logits,
-            "class_index": self.class_index,
-            "epsilon": self.epsilon,
-            "name": self.name,
-            "dtype": self.dtype,
-        }
+        # The reduction is fixed: not a constructor argument, so not in the config.
+        config = super().get_config()
+        del config["reduction"]
+        return config
 
 
 def _surrogate(logit, surrogate):
@@ -253,7 +234,7 @@ def _surrogate(logit, surrogate):
 
 
 @keras.saving.register_keras_serializable(package="companion")
-class PrecisionAtRecall(keras.losses.Loss):
+class PrecisionAtRecall(_LossWithOptions):
     """Maximize precision subject to recall >= ``target_recall`` (Eban et al., 2017).
 
     The Lagrangian of ``min FP s.t. TP >= alpha |Y+|`` with the counts replaced by the
@@ -296,15 +277,16 @@ class PrecisionAtRecall(keras.losses.Loss):
             clipped to ``[1e-7, 1 - 1e-7]`` before their logit is taken; ``True`` for logits.
         class_index: ``None`` for a binary problem, or the class counted as positive (its
             logit against the rest, ``x_k - logsumexp_{j != k} x_j``).
-        multiplier_init: the initial ``lambda``, ``>= 0``.
+        multiplier_init: the initial ``lambda``, ``>= 0``; assigning it after construction
+            changes the config, not :attr:`multiplier`.
         reduction: a Keras reduction, ``"sum_over_batch_size"`` by default.
         name: the loss's name.
         dtype: the dtype of the computation and of the multiplier, ``floatx()`` by default.
 
     Raises:
         ValueError: if ``target_recall`` is not in ``(0, 1)``, ``surrogate`` is unknown,
-            ``multiplier_init`` negative or ``class_index`` not an int ``>= 0``; for
-            mismatched shapes when called.
+            ``multiplier_init`` negative or ``class_index`` not an int ``>= 0`` (at
+            construction or when assigned); for mismatched shapes when called.
 
     References:
         E. Eban, M. Schain, A. Mackey, A. Gordon, R. A. Saurous and G. Elidan (2017),
@@ -319,6 +301,14 @@ class PrecisionAtRecall(keras.losses.Loss):
         0.35
     """
 
+    target_recall = _Option(_check_target_recall)
+    surrogate = _Option(_check_choice, "surrogate", choices=SURROGATES)
+    from_logits = _Option(bool)
+    class_index = _Option(_check_class_index)
+    # The initial value of the multiplier, for get_config; assigning it later leaves the
+    # multiplier as it is.
+    multiplier_init = _Option(_check_number, "multiplier_init")
+
     def __init__(
         self,
         target_recall,
@@ -332,19 +322,12 @@ class PrecisionAtRecall(keras.losses.Loss):
         dtype=None,
     ):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.target_recall = _check_target_recall(target_recall)
-        if surrogate not in SURROGATES:
-            raise ValueError(f"surrogate must be one of {SURROGATES}, got {surrogate!r}")
-        self.surrogate = surrogate
-        self.from_logits = bool(from_logits)
-        self.class_index = _check_class_index(class_index)
-        multiplier_init = float(multiplier_init)
-        if not 0.0 <= multiplier_init < math.inf:
-            raise ValueError(f"multiplier_init must be a finite number >= 0, got {multiplier_init}")
+        self.target_recall, self.surrogate = target_recall, surrogate
+        self.from_logits, self.class_index = from_logits, class_index
         self.multiplier_init = multiplier_init
         #: The Lagrange multiplier ``lambda``, trained by gradient ascent, kept ``>= 0``.
         self.multiplier = keras.Variable(
-            multiplier_init, dtype=self.dtype, trainable=True, name="lagrange_multiplier"
+            self.multiplier_init, dtype=self.dtype, trainable=True, name="lagrange_multiplier"
         )
         self.multiplier.constraint = keras.constraints.NonNeg()
 
@@ -356,15 +339,3 @@ class PrecisionAtRecall(keras.losses.Loss):
         negative_part = (1.0 - positive) * _surrogate(-logit, self.surrogate)
         positive_part = positive * (_surrogate(logit, self.surrogate) - (1.0 - self.target_recall))
         return negative_part + multiplier * positive_part
-
-    def get_config(self):
-        return {
-            "target_recall": self.target_recall,
-            "surrogate": self.surrogate,
-            "from_logits": self.from_logits,
-            "class_index": self.class_index,
-            "multiplier_init": self.multiplier_init,
-            "reduction": self.reduction,
-            "name": self.name,
-            "dtype": self.dtype,
-        }

@@ -25,11 +25,6 @@ These values equal the ``reduction="none"`` values of the PyTorch twins in
 before a logarithm, as in ``keras.losses``. float16 and bfloat16 inputs are computed in
 float32 and returned in their own dtype. Only ``keras.ops`` is used. The float64 twins are in
 :mod:`companion.reference`.
-
-The ``dtype`` of the ``Loss`` classes: with ``"float64"``, the functions compute and return
-float64 on every backend, but on the torch backend Keras 3.15's reduction in
-``keras.losses.Loss`` returns the reduced value in float32, as it does for ``keras.losses``'
-own classes.
 """
 
 from __future__ import annotations
@@ -42,7 +37,20 @@ from keras import ops
 
 from companion._common import check_alpha as _check_alpha
 from companion._common import check_number as _check_number
-from companion.keras.losses import _as_tensors
+
+# _HALF, _class_vector, _cost_matrix and _per_channel keep the names the functions below call
+# them by: the book prints the source of cost_sensitive_categorical_crossentropy.
+from companion.keras._checks import HALF_DTYPES as _HALF
+from companion.keras._checks import LossWithOptions as _LossWithOptions
+from companion.keras._checks import Option as _Option
+from companion.keras._checks import as_class_vector as _class_vector
+from companion.keras._checks import as_cost_matrix as _cost_matrix
+from companion.keras._checks import as_per_channel as _per_channel
+from companion.keras._checks import as_tensors as _as_tensors
+from companion.keras._checks import class_weights_list as _class_weights_list
+from companion.keras._checks import cost_matrix_list as _cost_matrix_list
+from companion.keras._checks import float_or_list as _float_or_list
+from companion.keras._checks import mean_over_last_axis as _mean_over_last_axis
 
 __all__ = [
     "CostSensitiveCategoricalCrossentropy",
@@ -63,9 +71,6 @@ __all__ = [
     "weighted_bce",
     "weighted_categorical_crossentropy",
 ]
-
-_HALF = ("float16", "bfloat16")
-
 
 # ------------------------------------------------------------------------------------ checks
 
@@ -102,26 +107,8 @@ def _log_probabilities(y_pred, from_logits: bool):
     return ops.log(probabilities), ops.log(1.0 - probabilities)
 
 
-def _per_channel(name: str, values, y_pred):
-    """A number, or one value per channel (the last axis), as a tensor of y_pred's dtype."""
-    values = np.asarray(values, dtype="float64")
-    channels = y_pred.shape[-1]
-    if values.ndim > 1 or (values.ndim == 1 and channels is not None and values.size != channels):
-        raise ValueError(
-            f"{name} must be a number or one value per channel, shape ({channels},) for "
-            f"y_pred {tuple(y_pred.shape)}, got {name} {values.shape}"
-        )
-    return ops.convert_to_tensor(values, dtype=y_pred.dtype)
-
-
 def _flatten_samples(values):
     return ops.reshape(values, (ops.shape(values)[0], -1))
-
-
-def _mean_over_last_axis(values):
-    # Not ops.mean: on the torch backend it computes in float32 even for float64 inputs.
-    count = ops.cast(ops.shape(values)[-1], values.dtype)
-    return ops.sum(values / count, axis=-1)
 
 
 # ----------------------------------------------------------------------------- binary losses
@@ -284,8 +271,8 @@ def focal(y_true, y_pred, *, gamma: float = 2.0, alpha: float | None = None, fro
     ``gamma = 0`` and ``alpha = None`` give :func:`weighted_bce` without ``pos_weight``. Equal
     to ``keras.losses.binary_focal_crossentropy`` (with ``apply_class_balancing=True`` and
     ``alpha`` when ``alpha`` is given) and to ``companion.torch.focal_loss(reduction="none")``
-    averaged over channels. Finite for logits of +-1e4, also for ``gamma < 1`` (``1 - p_t``
-    is clipped to the smallest normal number before the power).
+    averaged over channels. Finite, with finite gradients, for logits of +-1e4, also for
+    ``gamma < 1``.
 
     Args:
         y_true: 0/1 (or soft) float labels, shape ``(N, H, W, C)``.
@@ -315,7 +302,8 @@ def focal(y_true, y_pred, *, gamma: float = 2.0, alpha: float | None = None, fro
         # 1 - p_t as a sum of non-negative terms: no cancellation when p_t is near 1.
         one_minus_p_t = ops.exp(log_p) * (1.0 - y_true) + ops.exp(log_not_p) * y_true
         if gamma < 1.0:
-            # d z**gamma / dz is infinite at 0 for gamma < 1 (and 0 * inf is NaN).
+            # d z**gamma / dz is infinite at 0 for gamma < 1 (and 0 * inf is NaN): clip
+            # 1 - p_t to the smallest normal number before the power.
             tiny = float(np.finfo(keras.backend.standardize_dtype(y_pred.dtype)).tiny)
             one_minus_p_t = ops.clip(one_minus_p_t, tiny, 1.0)
         loss = ops.power(one_minus_p_t, gamma) * loss
@@ -380,32 +368,6 @@ def tversky(
 # -------------------------------------------------------------------------- categorical losses
 
 
-def _class_vector(name: str, values, y_pred):
-    values = ops.convert_to_tensor(np.asarray(values, dtype="float64"), dtype=y_pred.dtype)
-    n_classes = y_pred.shape[-1]
-    if len(values.shape) != 1 or (n_classes is not None and values.shape[0] != n_classes):
-        raise ValueError(
-            f"{name} must have one entry per class, shape ({n_classes},) for y_pred "
-            f"{tuple(y_pred.shape)}, got {name} {tuple(values.shape)}"
-        )
-    return values
-
-
-def _cost_matrix(cost_matrix, n_classes=None) -> np.ndarray:
-    cost_matrix = np.asarray(cost_matrix, dtype="float64")
-    if cost_matrix.ndim != 2 or cost_matrix.shape[0] != cost_matrix.shape[1]:
-        raise ValueError(
-            "cost_matrix must be a square matrix (C, C), cost_matrix[true, predicted], got "
-            f"shape {cost_matrix.shape}"
-        )
-    if n_classes is not None and cost_matrix.shape[0] != n_classes:
-        raise ValueError(
-            f"cost_matrix must be ({n_classes}, {n_classes}) for the {n_classes} classes of "
-            f"y_pred, got cost_matrix {cost_matrix.shape}"
-        )
-    return cost_matrix
-
-
 def weighted_categorical_crossentropy(
     y_true, y_pred, *, class_weights=None, from_logits: bool = False
 ):
@@ -463,9 +425,9 @@ def cost_sensitive_categorical_crossentropy(
 
     (for soft labels, ``sum(y_true * cost_matrix[:, argmax(y_pred)])``). The cost is a
     constant (``stop_gradient``). This is what the widely copied Keras answer with a double
-    loop over (true, predicted) class pairs computes, with one gather per pixel instead of
-    ``C**2`` passes; where classes tie for the maximum, ``argmax`` picks one (the first on
-    the torch and TensorFlow CPU backends) where the loop sums their costs. Equal to
+    loop over (true, predicted) class pairs computes, except where classes tie for the
+    maximum: ``argmax`` picks one (the first on the torch and TensorFlow CPU backends) where
+    the loop sums their costs. Equal to
     ``companion.torch.cost_sensitive_cross_entropy(reduction="none")``.
 
     Args:
@@ -612,20 +574,8 @@ def class_weight_to_sample_weight(y_true, class_weight):
 # ------------------------------------------------------------------------------- Loss classes
 
 
-class _SegmentationLoss(keras.losses.Loss):
-    """A ``Loss`` around one of the functions above; subclasses name the function and options."""
-
-    def __init__(self, name, reduction, dtype, **options):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self._options = options
-
-    def get_config(self):
-        # The options are plain floats, bools and (nested) lists: JSON as they are.
-        return {**super().get_config(), **self._options, "dtype": self.dtype}
-
-
 @keras.saving.register_keras_serializable(package="companion")
-class WeightedBCE(_SegmentationLoss):
+class WeightedBCE(_LossWithOptions):
     """Binary cross-entropy with a positive-class weight; see :func:`weighted_bce`.
 
     Per-pixel values are weighted by ``sample_weight`` (e.g. a U-Net weight map of shape
@@ -638,6 +588,10 @@ class WeightedBCE(_SegmentationLoss):
         name: the loss's name.
         dtype: the dtype of the computation, ``keras.backend.floatx()`` by default.
 
+    Raises:
+        ValueError: for a ``pos_weight`` that is neither a number nor one value per channel,
+            when called.
+
     Example:
         >>> loss = WeightedBCE(pos_weight=3.0)
         >>> round(float(loss([[[1.0], [0.0]]], [[[0.5], [0.25]]])), 4)
@@ -645,6 +599,9 @@ class WeightedBCE(_SegmentationLoss):
         >>> WeightedBCE.from_config(loss.get_config()).pos_weight
         3.0
     """
+
+    pos_weight = _Option(_float_or_list)
+    from_logits = _Option(bool)
 
     def __init__(
         self,
@@ -654,11 +611,7 @@ class WeightedBCE(_SegmentationLoss):
         name="weighted_bce",
         dtype=None,
     ):
-        if pos_weight is not None and np.ndim(pos_weight) == 0:
-            pos_weight = float(pos_weight)
-        elif pos_weight is not None:
-            pos_weight = np.asarray(pos_weight, dtype="float64").tolist()
-        super().__init__(name, reduction, dtype, pos_weight=pos_weight, from_logits=from_logits)
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.pos_weight, self.from_logits = pos_weight, from_logits
 
     def call(self, y_true, y_pred):
@@ -668,7 +621,7 @@ class WeightedBCE(_SegmentationLoss):
 
 
 @keras.saving.register_keras_serializable(package="companion")
-class Dice(_SegmentationLoss):
+class Dice(_LossWithOptions):
     """The soft Dice loss, one value per sample; see :func:`dice`.
 
     Unlike ``keras.losses.Dice`` (whose default ``axis=None`` pools the whole batch into one
@@ -682,12 +635,19 @@ class Dice(_SegmentationLoss):
         name: the loss's name.
         dtype: the dtype of the computation, ``keras.backend.floatx()`` by default.
 
+    Raises:
+        ValueError: for a ``smooth`` that is not > 0, at construction or when assigned; for
+            arguments :func:`dice` rejects, when called.
+
     Example:
         >>> y_true = [[[1.0], [1.0]], [[0.0], [0.0]]]
         >>> y_pred = [[[1.0], [0.0]], [[0.0], [0.0]]]
         >>> round(float(Dice()(y_true, y_pred)), 4)
         0.125
     """
+
+    smooth = _Option(_check_number, "smooth", strict=True)
+    from_logits = _Option(bool)
 
     def __init__(
         self,
@@ -697,8 +657,7 @@ class Dice(_SegmentationLoss):
         name="dice",
         dtype=None,
     ):
-        smooth = _check_number("smooth", smooth, strict=True)
-        super().__init__(name, reduction, dtype, smooth=smooth, from_logits=from_logits)
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.smooth, self.from_logits = smooth, from_logits
 
     def call(self, y_true, y_pred):
@@ -706,7 +665,7 @@ class Dice(_SegmentationLoss):
 
 
 @keras.saving.register_keras_serializable(package="companion")
-class DiceBCE(_SegmentationLoss):
+class DiceBCE(_LossWithOptions):
     """Dice plus binary cross-entropy, one value per sample; see :func:`dice_bce`.
 
     Args:
@@ -719,10 +678,20 @@ class DiceBCE(_SegmentationLoss):
         name: the loss's name.
         dtype: the dtype of the computation, ``keras.backend.floatx()`` by default.
 
+    Raises:
+        ValueError: for negative weights or a ``smooth`` not > 0, at construction or when
+            assigned; for arguments :func:`dice_bce` rejects, when called.
+
     Example:
         >>> round(float(DiceBCE(dice_weight=0.5)([[[1.0], [0.0]]], [[[0.5], [0.5]]])), 4)
         0.8598
     """
+
+    dice_weight = _Option(_check_number, "dice_weight")
+    bce_weight = _Option(_check_number, "bce_weight")
+    pos_weight = _Option(_float_or_list)
+    smooth = _Option(_check_number, "smooth", strict=True)
+    from_logits = _Option(bool)
 
     def __init__(
         self,
@@ -735,21 +704,7 @@ class DiceBCE(_SegmentationLoss):
         name="dice_bce",
         dtype=None,
     ):
-        dice_weight = _check_number("dice_weight", dice_weight)
-        bce_weight = _check_number("bce_weight", bce_weight)
-        smooth = _check_number("smooth", smooth, strict=True)
-        if pos_weight is not None:
-            pos_weight = np.asarray(pos_weight, dtype="float64").tolist()
-        super().__init__(
-            name,
-            reduction,
-            dtype,
-            dice_weight=dice_weight,
-            bce_weight=bce_weight,
-            pos_weight=pos_weight,
-            smooth=smooth,
-            from_logits=from_logits,
-        )
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.dice_weight, self.bce_weight, self.pos_weight = dice_weight, bce_weight, pos_weight
         self.smooth, self.from_logits = smooth, from_logits
 
@@ -766,7 +721,7 @@ class DiceBCE(_SegmentationLoss):
 
 
 @keras.saving.register_keras_serializable(package="companion")
-class Focal(_SegmentationLoss):
+class Focal(_LossWithOptions):
     """The binary focal loss, one value per pixel; see :func:`focal`.
 
     Args:
@@ -777,10 +732,18 @@ class Focal(_SegmentationLoss):
         name: the loss's name.
         dtype: the dtype of the computation, ``keras.backend.floatx()`` by default.
 
+    Raises:
+        ValueError: for a negative ``gamma`` or an ``alpha`` outside [0, 1], at construction or
+            when assigned; for arguments :func:`focal` rejects, when called.
+
     Example:
         >>> round(float(Focal(gamma=0.0)([[[1.0], [0.0]]], [[[0.5], [0.5]]])), 4)
         0.6931
     """
+
+    gamma = _Option(_check_number, "gamma")
+    alpha = _Option(_check_alpha)
+    from_logits = _Option(bool)
 
     def __init__(
         self,
@@ -791,8 +754,7 @@ class Focal(_SegmentationLoss):
         name="focal",
         dtype=None,
     ):
-        gamma, alpha = _check_number("gamma", gamma), _check_alpha(alpha)
-        super().__init__(name, reduction, dtype, gamma=gamma, alpha=alpha, from_logits=from_logits)
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.gamma, self.alpha, self.from_logits = gamma, alpha, from_logits
 
     def call(self, y_true, y_pred):
@@ -802,7 +764,7 @@ class Focal(_SegmentationLoss):
 
 
 @keras.saving.register_keras_serializable(package="companion")
-class Tversky(_SegmentationLoss):
+class Tversky(_LossWithOptions):
     """The Tversky loss, one value per sample; alpha weighs false positives. See
     :func:`tversky`, also for how it differs from ``keras.losses.Tversky``.
 
@@ -815,11 +777,20 @@ class Tversky(_SegmentationLoss):
         name: the loss's name.
         dtype: the dtype of the computation, ``keras.backend.floatx()`` by default.
 
+    Raises:
+        ValueError: for a negative ``alpha`` or ``beta`` or a ``smooth`` not > 0, at
+            construction or when assigned; for arguments :func:`tversky` rejects, when called.
+
     Example:
         >>> loss = Tversky(alpha=0.3, beta=0.7, smooth=1e-6)
         >>> round(float(loss([[[1.0], [1.0]]], [[[1.0], [0.0]]])), 4)
         0.4118
     """
+
+    alpha = _Option(_check_number, "alpha")
+    beta = _Option(_check_number, "beta")
+    smooth = _Option(_check_number, "smooth", strict=True)
+    from_logits = _Option(bool)
 
     def __init__(
         self,
@@ -831,17 +802,7 @@ class Tversky(_SegmentationLoss):
         name="tversky",
         dtype=None,
     ):
-        alpha, beta = _check_number("alpha", alpha), _check_number("beta", beta)
-        smooth = _check_number("smooth", smooth, strict=True)
-        super().__init__(
-            name,
-            reduction,
-            dtype,
-            alpha=alpha,
-            beta=beta,
-            smooth=smooth,
-            from_logits=from_logits,
-        )
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.alpha, self.beta, self.smooth, self.from_logits = alpha, beta, smooth, from_logits
 
     def call(self, y_true, y_pred):
@@ -856,7 +817,7 @@ class Tversky(_SegmentationLoss):
 
 
 @keras.saving.register_keras_serializable(package="companion")
-class WeightedCategoricalCrossentropy(_SegmentationLoss):
+class WeightedCategoricalCrossentropy(_LossWithOptions):
     """Categorical cross-entropy weighted by the true class, one value per pixel; see
     :func:`weighted_categorical_crossentropy`.
 
@@ -868,13 +829,17 @@ class WeightedCategoricalCrossentropy(_SegmentationLoss):
         dtype: the dtype of the computation, ``keras.backend.floatx()`` by default.
 
     Raises:
-        ValueError: if ``class_weights`` is not one-dimensional, at construction.
+        ValueError: if ``class_weights`` is not one-dimensional, at construction or when
+            assigned; if it has not ``C`` entries, when called.
 
     Example:
         >>> loss = WeightedCategoricalCrossentropy(class_weights=[1.0, 3.0], reduction="sum")
         >>> round(float(loss([[[1.0, 0.0], [0.0, 1.0]]], [[[0.5, 0.5], [0.5, 0.5]]])), 4)
         2.7726
     """
+
+    class_weights = _Option(_class_weights_list)
+    from_logits = _Option(bool)
 
     def __init__(
         self,
@@ -884,17 +849,7 @@ class WeightedCategoricalCrossentropy(_SegmentationLoss):
         name="weighted_categorical_crossentropy",
         dtype=None,
     ):
-        if class_weights is not None:
-            class_weights = np.asarray(class_weights, dtype="float64")
-            if class_weights.ndim != 1:
-                raise ValueError(
-                    "class_weights must be one weight per class, shape (C,), got shape "
-                    f"{class_weights.shape}"
-                )
-            class_weights = class_weights.tolist()
-        super().__init__(
-            name, reduction, dtype, class_weights=class_weights, from_logits=from_logits
-        )
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.class_weights, self.from_logits = class_weights, from_logits
 
     def call(self, y_true, y_pred):
@@ -903,12 +858,14 @@ class WeightedCategoricalCrossentropy(_SegmentationLoss):
         )
 
 
-class _CostMatrixLoss(_SegmentationLoss):
+class _CostMatrixLoss(_LossWithOptions):
     """A ``Loss`` of a cost matrix; subclasses name the function (``_function``)."""
 
+    cost_matrix = _Option(_cost_matrix_list)
+    from_logits = _Option(bool)
+
     def __init__(self, cost_matrix, from_logits, reduction, name, dtype):
-        cost_matrix = _cost_matrix(cost_matrix).tolist()
-        super().__init__(name, reduction, dtype, cost_matrix=cost_matrix, from_logits=from_logits)
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.cost_matrix, self.from_logits = cost_matrix, from_logits
 
     def call(self, y_true, y_pred):
@@ -928,7 +885,8 @@ class CostSensitiveCategoricalCrossentropy(_CostMatrixLoss):
         dtype: the dtype of the computation, ``keras.backend.floatx()`` by default.
 
     Raises:
-        ValueError: if ``cost_matrix`` is not square, at construction.
+        ValueError: if ``cost_matrix`` is not square, at construction or when assigned; if it
+            is not ``(C, C)``, when called.
 
     Example:
         >>> loss = CostSensitiveCategoricalCrossentropy([[0.0, 1.0], [5.0, 0.0]])
@@ -961,7 +919,8 @@ class ExpectedCost(_CostMatrixLoss):
         dtype: the dtype of the computation, ``keras.backend.floatx()`` by default.
 
     Raises:
-        ValueError: if ``cost_matrix`` is not square, at construction.
+        ValueError: if ``cost_matrix`` is not square, at construction or when assigned; if it
+            is not ``(C, C)``, when called.
 
     Example:
         >>> loss = ExpectedCost([[0.0, 1.0], [5.0, 0.0]])

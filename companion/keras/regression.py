@@ -8,11 +8,6 @@ error here, never a silent squeeze or broadcast.
 
 Only ``keras.ops`` is used, so the losses run on the TensorFlow, JAX and torch backends. The
 float64 twins of these losses are in :mod:`companion.reference`.
-
-The ``dtype`` of the ``Loss`` classes: with ``"float64"``, the functions compute and return
-float64 on every backend, but on the torch backend Keras 3.15's reduction in
-``keras.losses.Loss`` returns the reduced value in float32, as it does for ``keras.losses``'
-own classes.
 """
 
 from __future__ import annotations
@@ -21,31 +16,12 @@ import keras
 from keras import ops
 
 from companion._common import check_delta as _check_delta
+from companion.keras._checks import LossWithOptions as _LossWithOptions
+from companion.keras._checks import Option as _Option
+from companion.keras._checks import as_tensors as _as_tensors
+from companion.keras._checks import mean_over_last_axis as _mean_over_last_axis
 
 __all__ = ["Huber", "PseudoHuber", "huber", "pseudo_huber"]
-
-
-def _as_tensors(y_true, y_pred):
-    y_pred = ops.convert_to_tensor(y_pred)
-    y_true = ops.convert_to_tensor(y_true, dtype=y_pred.dtype)
-    true_shape, pred_shape = tuple(y_true.shape), tuple(y_pred.shape)
-    # Unknown (None) dimensions of symbolic tensors match anything.
-    if len(true_shape) != len(pred_shape) or any(
-        a is not None and b is not None and a != b
-        for a, b in zip(true_shape, pred_shape, strict=True)
-    ):
-        raise ValueError(
-            "y_true and y_pred must have the same shape, got "
-            f"y_true {true_shape} and y_pred {pred_shape}"
-        )
-    return y_true, y_pred
-
-
-def _mean_over_last_axis(values):
-    # Not ops.mean: on the torch backend it computes in float32 even for float64 inputs.
-    # Dividing before summing keeps float64 precision and cannot overflow float16.
-    count = ops.cast(ops.shape(values)[-1], values.dtype)
-    return ops.sum(values / count, axis=-1)
 
 
 def huber(y_true, y_pred, delta: float = 1.0):
@@ -57,11 +33,10 @@ def huber(y_true, y_pred, delta: float = 1.0):
         q = clip(|r|, 0, delta)
         loss = mean(0.5 * q**2 + delta * (|r| - q), axis=-1)
 
-    which is ``0.5 r**2`` where ``|r| <= delta`` and ``delta * (|r| - 0.5 delta)`` elsewhere,
-    written without a branch so that no gradient passes through an unused piece. Equal to
-    ``keras.losses.huber`` for inputs of equal shape, up to rounding (on the torch backend,
-    ``keras.losses.huber`` averages float64 inputs in float32; this function keeps float64).
-    The element-wise values are those of ``torch.nn.functional.huber_loss(reduction="none")``.
+    which is ``0.5 r**2`` where ``|r| <= delta`` and ``delta * (|r| - 0.5 delta)`` elsewhere.
+    Equal to ``keras.losses.huber`` for inputs of equal shape, up to rounding; the element-wise
+    values are those of ``torch.nn.functional.huber_loss(reduction="none")``. float64 inputs
+    give float64 values on every backend.
 
     Args:
         y_true: targets, shape ``(..., d)``.
@@ -84,6 +59,8 @@ def huber(y_true, y_pred, delta: float = 1.0):
     delta = _check_delta(delta)
     y_true, y_pred = _as_tensors(y_true, y_pred)
     abs_error = ops.abs(y_pred - y_true)
+    # Written without a branch, so that no gradient passes through an unused piece. The mean
+    # keeps float64 on the torch backend, where keras.losses.huber takes it in float32.
     # clip, not minimum: on the torch backend ops.minimum and ops.maximum return float32 for
     # float64 inputs (Keras demotes 64-bit dtypes there); ops.clip keeps the dtype.
     quadratic = ops.clip(abs_error, 0.0, delta)
@@ -99,12 +76,8 @@ def pseudo_huber(y_true, y_pred, delta: float = 1.0):
         loss = mean(delta**2 * (sqrt(1 + (r / delta)**2) - 1), axis=-1)
 
     A smooth version of :func:`huber` (Hartley and Zisserman, 2004, appendix A6):
-    ``0.5 r**2`` near zero, ``delta |r| - delta**2`` far out. It is computed as
-    ``|r| * delta * s / (t + sqrt(t**2 + s**2))`` with ``a = |r| / delta``,
-    ``m = maximum(a, 1)``, ``s = a / m``, ``t = 1 / m``: equal for every ``m > 0``, but with
-    no cancellation near 0, no overflow of ``a**2`` (float16 overflows at ``a = 256``), and an
-    exact gradient (the value does not depend on ``m``, so the kink of ``maximum`` at
-    ``|r| = delta`` contributes nothing).
+    ``0.5 r**2`` near zero, ``delta |r| - delta**2`` far out; finite for float16 residuals of
+    any size.
 
     Args:
         y_true: targets, shape ``(..., d)``.
@@ -127,6 +100,11 @@ def pseudo_huber(y_true, y_pred, delta: float = 1.0):
     delta = _check_delta(delta)
     y_true, y_pred = _as_tensors(y_true, y_pred)
     abs_error = ops.abs(y_pred - y_true)
+    # Computed as |r| * delta * s / (t + sqrt(t**2 + s**2)) with a = |r| / delta,
+    # m = maximum(a, 1), s = a / m, t = 1 / m: equal to the formula for every m > 0, but with no
+    # cancellation near 0, no overflow of a**2 (float16 overflows at a = 256), and an exact
+    # gradient (the value does not depend on m, so the kink of maximum at |r| = delta
+    # contributes nothing).
     scaled = abs_error / delta
     scale = 1.0 + ops.relu(scaled - 1.0)  # maximum(scaled, 1), keeping float64 (see huber)
     small, inverse = scaled / scale, 1.0 / scale
@@ -135,7 +113,7 @@ def pseudo_huber(y_true, y_pred, delta: float = 1.0):
 
 
 @keras.saving.register_keras_serializable(package="companion")
-class Huber(keras.losses.Loss):
+class Huber(_LossWithOptions):
     """The Huber loss as a ``keras.losses.Loss``; see :func:`huber` for the formula.
 
     Like ``keras.losses.Huber``, but ``y_true`` and ``y_pred`` must have the same shape.
@@ -149,8 +127,8 @@ class Huber(keras.losses.Loss):
         dtype: the dtype of the computation, ``keras.backend.floatx()`` by default.
 
     Raises:
-        ValueError: for a ``delta`` that :func:`huber` rejects, at construction; for
-            mismatched shapes, when called.
+        ValueError: for a ``delta`` that :func:`huber` rejects, at construction or when
+            assigned to ``delta``; for mismatched shapes, when called.
 
     Example:
         >>> loss = Huber(delta=1.0)
@@ -160,19 +138,18 @@ class Huber(keras.losses.Loss):
         1.0
     """
 
+    delta = _Option(_check_delta)
+
     def __init__(self, delta=1.0, reduction="sum_over_batch_size", name="huber", dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.delta = _check_delta(delta)
+        self.delta = delta
 
     def call(self, y_true, y_pred):
         return huber(y_true, y_pred, delta=self.delta)
 
-    def get_config(self):
-        return {**super().get_config(), "delta": self.delta, "dtype": self.dtype}
-
 
 @keras.saving.register_keras_serializable(package="companion")
-class PseudoHuber(keras.losses.Loss):
+class PseudoHuber(_LossWithOptions):
     """The pseudo-Huber loss as a ``keras.losses.Loss``; see :func:`pseudo_huber`.
 
     Per-sample values (the mean over the last axis) are weighted by ``sample_weight`` and
@@ -185,8 +162,8 @@ class PseudoHuber(keras.losses.Loss):
         dtype: the dtype of the computation, ``keras.backend.floatx()`` by default.
 
     Raises:
-        ValueError: for a ``delta`` that :func:`pseudo_huber` rejects, at construction; for
-            mismatched shapes, when called.
+        ValueError: for a ``delta`` that :func:`pseudo_huber` rejects, at construction or when
+            assigned to ``delta``; for mismatched shapes, when called.
 
     Example:
         >>> loss = PseudoHuber(delta=1.0, reduction="sum")
@@ -194,21 +171,11 @@ class PseudoHuber(keras.losses.Loss):
         0.2071
     """
 
+    delta = _Option(_check_delta)
+
     def __init__(self, delta=1.0, reduction="sum_over_batch_size", name="pseudo_huber", dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.delta = _check_delta(delta)
+        self.delta = delta
 
     def call(self, y_true, y_pred):
         return pseudo_huber(y_true, y_pred, delta=self.delta)
-
-    def get_config(self):
-        return {**super().get_config(), "delta": self.delta, "dtype": self.dtype}
-
-
-# The segmentation losses live in their own module; they are re-exported here so that every
-# Keras loss of the package can be imported from companion.keras.losses. The import comes
-# last because companion.keras.segmentation imports a shape check from this module.
-from companion.keras import segmentation as _segmentation  # noqa: E402
-from companion.keras.segmentation import *  # noqa: E402, F403
-
-__all__ += _segmentation.__all__
