@@ -24,6 +24,7 @@ import dataclasses
 
 import torch
 
+from companion import training
 from companion.torch import train
 
 FLAGS = {
@@ -114,7 +115,7 @@ def train_argv(config: Config, variant: str) -> list[str]:
     return argv
 
 
-def main(argv: list[str] | None = None) -> dict[str, train.BenchmarkResult]:
+def main(argv: list[str] | None = None) -> dict[str, training.BenchmarkResult]:
     config = parse_args(argv)
     variants = config.variants.split(",")
     steps, first, peak_memory = {}, {}, {}
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> dict[str, train.BenchmarkResult]:
         for variant in variants[shift:] + variants[:shift]:
             seconds[variant].append(steps[variant]())
     results = {
-        variant: train.summarize(first[variant], seconds[variant], config.batch_size)
+        variant: training.summarize(first[variant], seconds[variant], config.batch_size)
         for variant in variants
     }
 

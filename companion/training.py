@@ -2,42 +2,70 @@
 
 The scripts (``python -m companion.torch.train`` and ``python -m companion.keras.train``)
 declare their options as a dataclass of defaults (:func:`option`), build their command
-line from it (:func:`build_parser`), train the same losses on the same data, and write the
-same outputs (:func:`plot_curves`). Nothing here imports a deep-learning framework.
+line from it (:func:`build_parser`) and check it (:func:`check_common_options`,
+:func:`check_same_run`), train the same losses on the same data (:func:`make_splits`), write
+the same outputs (:data:`METRIC_COLUMNS`, :func:`plot_curves`) and time their training step
+the same way (:func:`time_steps`). Nothing here imports a deep-learning framework.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 import os
 import re
-from collections.abc import Iterable
+import statistics
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from companion.data import small_targets, touching_shapes
+from companion.weightmaps import balanced_class_weights, unet_weight_map
+
 __all__ = [
     "BINARY_LOSSES",
     "MULTICLASS_LOSSES",
+    "METRICS",
+    "CURVES",
+    "METRIC_COLUMNS",
+    "MUST_MATCH_ON_RESUME",
+    "BenchmarkResult",
     "HelpFormatter",
+    "Split",
     "TrainingOptions",
     "build_parser",
-    "cost_matrix",
-    "find",
-    "missing",
     "check_common_options",
+    "check_same_run",
+    "cost_matrix",
+    "make_splits",
     "option",
     "plot_curves",
     "prior_bias",
     "replace_durably",
+    "summarize",
+    "time_steps",
 ]
 
 #: The ``--loss`` values of binary segmentation (trained on small_targets, one output channel).
 BINARY_LOSSES = ("bce", "weighted_bce", "dice", "dice_bce", "focal", "tversky")
 #: The ``--loss`` values of multi-class segmentation (trained on touching_shapes).
 MULTICLASS_LOSSES = ("wce", "wce_map", "cost")
+
+#: The per-epoch metrics file in ``--out``, one row of :data:`METRIC_COLUMNS` per epoch.
+METRICS = "metrics.csv"
+#: The plot of the metrics in ``--out``, drawn by :func:`plot_curves` at the end of a run.
+CURVES = "curves.png"
+#: The columns of ``metrics.csv``: the scores on the validation set are pooled over its pixels
+#: and macro-averaged over the non-background classes.
+METRIC_COLUMNS = ("epoch", "train_loss", "val_loss", "dice", "iou", "precision", "recall")
+#: The options a resumed run must share with the run it continues: those that build the data,
+#: the model and the optimizer (:func:`check_same_run`).
+MUST_MATCH_ON_RESUME = (
+    "loss", "optimizer", "batch_size", "lr", "image_size", "n_train", "n_val", "n_classes", "seed",
+    "base_channels", "depth", "prior_bias", "pos_weight", "focal_gamma", "tversky_alpha",
+    "tversky_beta", "w0", "sigma", "miss_cost",
+)  # fmt: skip
 
 
 def option(default, help: str, group: str, **argparse_kwargs):
@@ -51,9 +79,7 @@ def option(default, help: str, group: str, **argparse_kwargs):
 class TrainingOptions:
     """The options both training scripts take: loss, schedule, data, model, loss parameters.
 
-    Each script's ``Config`` subclasses this and adds its system and output options; a
-    field redefined there (``batch_size``, whose meaning under distribution differs) keeps
-    its place in ``--help``.
+    Each script's ``Config`` subclasses this and adds its system and output options.
     """
 
     loss: str = option(
@@ -99,7 +125,12 @@ class TrainingOptions:
         "cost: cost of labelling an object pixel as background (every other pixel costs 1)",
         "loss parameters",
     )
-    batch_size: int = option(16, "global batch size", "training")
+    batch_size: int = option(
+        16,
+        "global batch size: under torchrun split evenly across the processes, under Keras's "
+        "MirroredStrategy across the GPUs",
+        "training",
+    )
 
     @property
     def binary(self) -> bool:
@@ -154,28 +185,12 @@ def build_parser(config_class, prog: str, description: str) -> argparse.Argument
     return parser
 
 
-def find(path: str):
-    """The object at a dotted path such as ``companion.torch.dice_loss``, or None if absent."""
-    module_name, _, attribute = path.rpartition(".")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        if error.name != module_name:
-            raise
-        return None
-    return getattr(module, attribute, None)
-
-
-def check_common_options(parser: argparse.ArgumentParser, config, requirements) -> None:
-    """The checks both scripts make on a parsed ``config``; a failure exits via ``parser.error``.
-
-    ``requirements`` are the dotted paths of the package functions ``config.loss`` needs.
-    """
+def check_common_options(parser: argparse.ArgumentParser, config: TrainingOptions) -> None:
+    """The checks of the :class:`TrainingOptions` fields of a parsed ``config``; a failure exits
+    via ``parser.error``."""
     for name in ("epochs", "batch_size", "n_train", "n_val", "base_channels", "depth"):
         if getattr(config, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
-    if config.benchmark_steps < 1:
-        parser.error("--benchmark-steps must be >= 1")
     if not config.lr > 0:
         parser.error("--lr must be > 0")
     if config.n_classes < 2:
@@ -188,16 +203,84 @@ def check_common_options(parser: argparse.ArgumentParser, config, requirements) 
         parser.error(
             f"--n-train {config.n_train} must hold at least one batch ({config.batch_size})"
         )
-    if absent := missing(requirements):
+
+
+def check_same_run(
+    parser: argparse.ArgumentParser,
+    config: TrainingOptions,
+    saved: dict,
+    source: str | Path,
+    must_match: tuple[str, ...] = MUST_MATCH_ON_RESUME,
+) -> None:
+    """Exit via ``parser.error`` unless ``config`` continues the run whose configuration
+    ``saved`` (read from ``source``, named in the message) is: the same value of every option
+    in ``must_match``."""
+    changed = [name for name in must_match if saved[name] != getattr(config, name)]
+    if changed:
         parser.error(
-            f"--loss {config.loss} needs {' and '.join(absent)}, which this installation "
-            "does not provide"
+            f"--resume: {source} was trained with "
+            + ", ".join(f"--{name.replace('_', '-')} {saved[name]}" for name in changed)
         )
 
 
-def missing(paths: Iterable[str]) -> list[str]:
-    """The dotted paths among ``paths`` that this installation does not provide."""
-    return [path for path in paths if find(path) is None]
+@dataclasses.dataclass
+class Split:
+    """The images of a training or validation set and their targets, as NumPy arrays.
+
+    ``images`` are ``(N, H, W)`` float32; ``targets`` the binary masks, ``(N, H, W)`` float32,
+    or the class index of each pixel, ``(N, H, W)`` int32; ``weight_maps`` the U-Net weight
+    map of each image (``wce_map`` only, else None), ``(N, H, W)`` float32.
+    """
+
+    images: np.ndarray
+    targets: np.ndarray
+    weight_maps: np.ndarray | None = None
+
+
+def make_splits(config: TrainingOptions) -> tuple[Split, Split, dict]:
+    """The training and validation sets of ``config`` (seeds ``config.seed`` and
+    ``config.seed + 1``), and the statistics the losses take from the training set.
+
+    Binary losses train on :func:`~companion.data.small_targets`, the others on
+    :func:`~companion.data.touching_shapes`. The statistics: ``frequencies``, the positive
+    fraction (binary) or each class's share of the pixels, for ``--prior-bias``;
+    ``pos_weight``, negatives over positives (binary); ``class_weights``, the balanced
+    weight of each class (multi-class), which the ``wce_map`` weight maps include.
+    """
+    stats = {}
+    splits = []
+    for n, seed in ((config.n_train, config.seed), (config.n_val, config.seed + 1)):
+        if config.binary:
+            images, masks = small_targets(n, size=config.image_size, seed=seed)
+            if not stats:
+                positives = float(masks.sum())
+                stats["pos_weight"] = (masks.size - positives) / max(positives, 1.0)
+                stats["frequencies"] = np.array([positives / masks.size])
+            splits.append(Split(images, masks))
+            continue
+        images, classes, instances = touching_shapes(
+            n, size=config.image_size, n_classes=config.n_classes, seed=seed
+        )
+        if not stats:
+            stats["class_weights"] = balanced_class_weights(classes, config.n_classes)
+            counts = np.bincount(classes.ravel(), minlength=config.n_classes)
+            stats["frequencies"] = counts / classes.size
+        weight_maps = None
+        if config.loss == "wce_map":
+            weight_maps = np.stack(
+                [
+                    unet_weight_map(
+                        class_map,
+                        instances=instance_map,
+                        w0=config.w0,
+                        sigma=config.sigma,
+                        class_weights=stats["class_weights"],
+                    )
+                    for class_map, instance_map in zip(classes, instances, strict=True)
+                ]
+            ).astype(np.float32)
+        splits.append(Split(images, classes, weight_maps))
+    return splits[0], splits[1], stats
 
 
 def cost_matrix(n_classes: int, miss_cost: float) -> np.ndarray:
@@ -301,3 +384,43 @@ def replace_durably(temporary: Path, path: Path) -> None:
         os.fsync(folder)
     finally:
         os.close(folder)
+
+
+@dataclasses.dataclass
+class BenchmarkResult:
+    """The throughput that a script's ``--benchmark`` measured, and the step times behind it."""
+
+    images_per_second: float  # global batch / median step time
+    median_step_seconds: float
+    first_step_seconds: float  # includes any tracing and compilation (--compile)
+    steps: int
+
+    def summary(self) -> str:
+        """The line the scripts print after their description of the run.
+
+        >>> BenchmarkResult(400.0, 0.04, 1.5, 20).summary()
+        '400.0 images/s (median of 20 steps, 40 ms; first step 1.50 s)'
+        """
+        return (
+            f"{self.images_per_second:.1f} images/s (median of {self.steps} steps, "
+            f"{1000 * self.median_step_seconds:.0f} ms; first step "
+            f"{self.first_step_seconds:.2f} s)"
+        )
+
+
+def summarize(first_step_seconds: float, seconds: list[float], batch_size: int) -> BenchmarkResult:
+    """The :class:`BenchmarkResult` of timed steps: images per second at the median step time."""
+    median = statistics.median(seconds)
+    return BenchmarkResult(batch_size / median, median, first_step_seconds, len(seconds))
+
+
+def time_steps(
+    timed_step: Callable[[], float], steps: int, batch_size: int, warmup: int = 3
+) -> BenchmarkResult:
+    """Time training steps with ``timed_step`` (one step, its wall time in seconds): the first
+    (compilation) separately, then ``warmup - 1`` untimed ones, then ``steps`` timed ones."""
+    first = timed_step()
+    for _ in range(warmup - 1):
+        timed_step()
+    seconds = [timed_step() for _ in range(steps)]
+    return summarize(first, seconds, batch_size)

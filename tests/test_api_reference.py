@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 API_PAGES = sorted((ROOT / "book" / "api").glob("*.md"))
 
 FRAMEWORK_FREE = ["reference", "backprop", "optim", "data", "weightmaps", "lasso", "training"]
-FRAMEWORK_MODULES = ["losses", "segmentation", "precision", "models", "train"]
+FRAMEWORK_MODULES = ["regression", "segmentation", "precision", "models", "train"]
 MODULES = (
     ["companion"]
     + [f"companion.{name}" for name in FRAMEWORK_FREE]
@@ -109,3 +109,16 @@ def test_every_directive_names_an_existing_object_once():
         duplicate = next((other for other, seen in objects.items() if seen is value), None)
         assert duplicate is None, f"{path} and {duplicate} are the same object"
         objects[path] = value
+
+
+@pytest.mark.parametrize("module_name", ["companion.torch.train", "companion.keras.train"])
+def test_a_scripts_page_lists_only_what_its_all_exports(module_name):
+    # A script's helpers are its own business; the reference lists the names a user calls.
+    module = importlib.import_module(module_name)
+    listed = [
+        path.rpartition(".")[2]
+        for kind, path in documented()
+        if kind not in MODULE_DIRECTIVES and path.rpartition(".")[0] == module_name
+    ]
+    assert sorted(listed) == sorted(set(module.__all__) - {"BenchmarkResult"}), listed
+    assert module.BenchmarkResult is importlib.import_module("companion.training").BenchmarkResult

@@ -40,7 +40,6 @@ import dataclasses
 import functools
 import json
 import shutil
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -50,50 +49,47 @@ import keras
 import numpy as np
 
 from companion import training
-from companion.data import (
-    confusion_matrix,
-    segmentation_scores,
-    small_targets,
-    touching_shapes,
+from companion.data import confusion_matrix, segmentation_scores
+from companion.keras import (
+    cost_sensitive_categorical_crossentropy,
+    dice,
+    dice_bce,
+    focal,
+    tversky,
+    weighted_bce,
+    weighted_categorical_crossentropy,
 )
 from companion.keras.models import unet
 from companion.training import (
+    CURVES,
+    METRIC_COLUMNS,
+    METRICS,
+    BenchmarkResult,
     cost_matrix,
-    find,
     option,
     plot_curves,
     replace_durably,
 )
-from companion.weightmaps import balanced_class_weights
 
-#: The package functions each loss needs beyond Keras's built-ins, looked up at run time.
-LOSS_REQUIREMENTS = {
-    "bce": (),
-    "weighted_bce": ("companion.keras.weighted_bce",),
-    "dice": ("companion.keras.dice",),
-    "dice_bce": ("companion.keras.dice_bce",),
-    "focal": ("companion.keras.focal",),
-    "tversky": ("companion.keras.tversky",),
-    "wce": (),
-    "wce_map": (
-        "companion.keras.weighted_categorical_crossentropy",
-        "companion.weightmaps.unet_weight_map",
-    ),
-    "cost": ("companion.keras.cost_sensitive_categorical_crossentropy",),
-}
+__all__ = [
+    "BenchmarkResult",
+    "Config",
+    "benchmark",
+    "build_parser",
+    "distribution_scope",
+    "main",
+    "make_model",
+    "parse_config",
+    "precision_policy",
+    "train",
+]
 
 CHECKPOINT = "checkpoint.weights.h5"
 BACKUP = "backup"
 CONFIG = "config.json"
-METRICS = "metrics.csv"
-CURVES = "curves.png"
-METRIC_COLUMNS = ("epoch", "train_loss", "val_loss", "dice", "iou", "precision", "recall")
-# A backup only resumes a run that builds the same data, model and optimizer.
-MUST_MATCH_ON_RESUME = (
-    "loss", "optimizer", "batch_size", "lr", "image_size", "n_train", "n_val", "n_classes", "seed",
-    "base_channels", "depth", "prior_bias", "pos_weight", "focal_gamma", "tversky_alpha",
-    "tversky_beta", "w0", "sigma", "miss_cost", "amp",
-)  # fmt: skip
+# A backup only resumes a run that builds the same data, model and optimizer, under the same
+# precision policy.
+MUST_MATCH_ON_RESUME = training.MUST_MATCH_ON_RESUME + ("amp",)
 
 
 # -- configuration ------------------------------------------------------------------------
@@ -108,7 +104,6 @@ class Config(training.TrainingOptions):
     """
 
     # The options both scripts share are in TrainingOptions; these are this script's.
-    batch_size: int = option(16, "global batch size (split across GPUs when mirrored)", "training")
     device: str = option(
         "auto",
         "auto: the GPUs if there are any, else the CPU",
@@ -146,11 +141,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
 
-def missing_requirements(loss: str) -> list[str]:
-    """The package functions that ``loss`` needs and this installation does not provide."""
-    return training.missing(LOSS_REQUIREMENTS[loss])
-
-
 def gpu_count() -> int:
     """The GPUs that the Keras backend sees."""
     backend = keras.backend.backend()
@@ -173,7 +163,9 @@ def parse_config(argv: list[str] | None = None) -> Config:
     """Parse the command line into a :class:`Config`; bad combinations exit with an error."""
     parser = build_parser()
     config = Config(**vars(parser.parse_args(argv)))
-    training.check_common_options(parser, config, LOSS_REQUIREMENTS[config.loss])
+    training.check_common_options(parser, config)
+    if config.benchmark_steps < 1:
+        parser.error("--benchmark-steps must be >= 1")
     gpus = 0 if config.device == "cpu" else gpu_count()
     torch_backend = keras.backend.backend() == "torch"
     if config.device == "cpu" and torch_backend and keras.ops.zeros(()).device.type != "cpu":
@@ -193,12 +185,7 @@ def parse_config(argv: list[str] | None = None) -> Config:
         if not metadata.is_file():
             parser.error(f"--resume, but there is no backup at {metadata.parent}")
         saved = json.loads((Path(config.out) / CONFIG).read_text())
-        changed = [name for name in MUST_MATCH_ON_RESUME if saved[name] != getattr(config, name)]
-        if changed:
-            parser.error(
-                f"--resume: {config.out} was trained with "
-                + ", ".join(f"--{name.replace('_', '-')} {saved[name]}" for name in changed)
-            )
+        training.check_same_run(parser, config, saved, config.out, MUST_MATCH_ON_RESUME)
     return config
 
 
@@ -236,50 +223,24 @@ def precision_policy(amp: str):
 
 def make_datasets(config: Config) -> tuple[tuple, tuple, dict]:
     """``(images, targets, sample_weight or None)`` for training and validation, and the
-    statistics the losses take from the training set.
+    statistics the losses take from the training set (:func:`companion.training.make_splits`).
 
     Images ``(N, H, W, 1)`` float32; binary targets ``(N, H, W, 1)`` float32, multi-class
     targets one-hot ``(N, H, W, n_classes)`` float32; per-pixel sample weights ``(N, H, W)``:
     the balanced class weight of each pixel (``wce``) or the U-Net weight map (``wce_map``).
     """
-    stats = {}
-    splits = []
-    for n, seed in ((config.n_train, config.seed), (config.n_val, config.seed + 1)):
-        sample_weight = None
+    train_split, val_split, stats = training.make_splits(config)
+
+    def arrays(split: training.Split) -> tuple:
         if config.binary:
-            images, masks = small_targets(n, size=config.image_size, seed=seed)
-            targets = masks[..., None]
-            if not stats:
-                positives = float(masks.sum())
-                stats["pos_weight"] = (masks.size - positives) / max(positives, 1.0)
-                stats["frequencies"] = np.array([positives / masks.size])
-        else:
-            images, classes, instances = touching_shapes(
-                n, size=config.image_size, n_classes=config.n_classes, seed=seed
-            )
-            targets = np.eye(config.n_classes, dtype=np.float32)[classes]
-            if not stats:
-                stats["class_weights"] = balanced_class_weights(classes, config.n_classes)
-                counts = np.bincount(classes.ravel(), minlength=config.n_classes)
-                stats["frequencies"] = counts / classes.size
-            if config.loss == "wce":
-                sample_weight = stats["class_weights"].astype(np.float32)[classes]
-            elif config.loss == "wce_map":
-                unet_weight_map = find("companion.weightmaps.unet_weight_map")
-                sample_weight = np.stack(
-                    [
-                        unet_weight_map(
-                            class_map,
-                            instances=instance_map,
-                            w0=config.w0,
-                            sigma=config.sigma,
-                            class_weights=stats["class_weights"],
-                        )
-                        for class_map, instance_map in zip(classes, instances, strict=True)
-                    ]
-                ).astype(np.float32)
-        splits.append((images[..., None], targets, sample_weight))
-    return splits[0], splits[1], stats
+            return split.images[..., None], split.targets[..., None], None
+        targets = np.eye(config.n_classes, dtype=np.float32)[split.targets]
+        sample_weight = split.weight_maps
+        if config.loss == "wce":
+            sample_weight = stats["class_weights"].astype(np.float32)[split.targets]
+        return split.images[..., None], targets, sample_weight
+
+    return arrays(train_split), arrays(val_split), stats
 
 
 class ShuffledBatches(keras.utils.PyDataset):
@@ -316,36 +277,35 @@ def build_loss(config: Config, stats: dict) -> Callable:
     """The loss of ``config.loss`` as Keras's ``loss(y_true, y_pred)``, on logits.
 
     ``bce`` and ``wce`` are Keras's built-ins (``wce`` through per-pixel sample weights);
-    the others are the package's, looked up at run time (:data:`LOSS_REQUIREMENTS`). Per-pixel
-    weights (``wce``, ``wce_map``) reach the loss as ``sample_weight``.
+    the others are the package's (:mod:`companion.keras`). Per-pixel weights (``wce``,
+    ``wce_map``) reach the loss as ``sample_weight``.
     """
     name = config.loss
-    functions = {path.rpartition(".")[2]: find(path) for path in LOSS_REQUIREMENTS[name]}
     if name == "bce":
         return keras.losses.BinaryCrossentropy(from_logits=True)
     if name == "wce":
         return keras.losses.CategoricalCrossentropy(from_logits=True)
     if name == "weighted_bce":
         pos_weight = config.pos_weight if config.pos_weight is not None else stats["pos_weight"]
-        return functools.partial(functions["weighted_bce"], pos_weight=pos_weight, from_logits=True)
+        return functools.partial(weighted_bce, pos_weight=pos_weight, from_logits=True)
     if name in ("dice", "dice_bce"):
-        return functools.partial(functions[name], from_logits=True)
+        return functools.partial(dice if name == "dice" else dice_bce, from_logits=True)
     if name == "focal":
-        return functools.partial(functions["focal"], gamma=config.focal_gamma, from_logits=True)
+        return functools.partial(focal, gamma=config.focal_gamma, from_logits=True)
     if name == "tversky":
         return functools.partial(
-            functions["tversky"],
+            tversky,
             alpha=config.tversky_alpha,
             beta=config.tversky_beta,
             from_logits=True,
         )
     if name == "wce_map":
         # The weight map, class weights included, arrives as sample_weight.
-        return functools.partial(functions["weighted_categorical_crossentropy"], from_logits=True)
+        return functools.partial(weighted_categorical_crossentropy, from_logits=True)
     if name == "cost":
         cost = cost_matrix(config.n_classes, config.miss_cost).astype("float32")
         return functools.partial(
-            functions["cost_sensitive_categorical_crossentropy"], cost_matrix=cost, from_logits=True
+            cost_sensitive_categorical_crossentropy, cost_matrix=cost, from_logits=True
         )
     raise ValueError(f"unknown loss {name!r}")
 
@@ -479,16 +439,6 @@ def train(config: Config) -> list[dict]:
 # -- benchmark ----------------------------------------------------------------------------
 
 
-@dataclasses.dataclass
-class BenchmarkResult:
-    """The throughput that :func:`benchmark` measured, and the step times behind it."""
-
-    images_per_second: float  # global batch / median step time
-    median_step_seconds: float
-    first_step_seconds: float  # includes tracing and compilation
-    steps: int
-
-
 def benchmark(config: Config, warmup: int = 3) -> BenchmarkResult:
     """Time ``train_on_batch`` on one batch: the first call (tracing) separately, then
     ``warmup - 1`` untimed ones, then ``config.benchmark_steps`` timed ones."""
@@ -504,12 +454,7 @@ def benchmark(config: Config, warmup: int = 3) -> BenchmarkResult:
             float(model.train_on_batch(images[batch], targets[batch], sample_weight=weights))
             return time.perf_counter() - started
 
-        first = timed_step()
-        for _ in range(warmup - 1):
-            timed_step()
-        seconds = [timed_step() for _ in range(config.benchmark_steps)]
-    median = statistics.median(seconds)
-    return BenchmarkResult(config.batch_size / median, median, first, len(seconds))
+        return training.time_steps(timed_step, config.benchmark_steps, config.batch_size, warmup)
 
 
 # -- entry point --------------------------------------------------------------------------
@@ -526,9 +471,7 @@ def main(argv: list[str] | None = None) -> list[dict] | BenchmarkResult:
             print(
                 f"{keras.backend.backend()} backend, {config.amp} precision, "
                 f"{config.image_size}x{config.image_size}, batch {config.batch_size}: "
-                f"{result.images_per_second:.1f} images/s (median of {result.steps} steps, "
-                f"{1000 * result.median_step_seconds:.0f} ms; first step "
-                f"{result.first_step_seconds:.2f} s)"
+                f"{result.summary()}"
             )
             return result
         return train(config)

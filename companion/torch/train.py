@@ -36,7 +36,6 @@ import csv
 import dataclasses
 import os
 import random
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -50,40 +49,45 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset, TensorDatas
 from tqdm import tqdm
 
 from companion import training
-from companion.data import segmentation_scores, small_targets, touching_shapes
+from companion.data import segmentation_scores
+from companion.torch import (
+    cost_sensitive_cross_entropy,
+    dice_bce_loss,
+    dice_loss,
+    focal_loss,
+    tversky_loss,
+    weighted_bce_loss,
+    weighted_cross_entropy,
+)
 from companion.torch.models import UNet
 from companion.training import (
+    CURVES,
+    METRIC_COLUMNS,
+    METRICS,
+    BenchmarkResult,
     cost_matrix,
-    find,
     option,
     plot_curves,
     replace_durably,
 )
-from companion.weightmaps import balanced_class_weights
 
-#: The package functions each loss needs beyond PyTorch's built-ins, looked up at run time.
-LOSS_REQUIREMENTS = {
-    "bce": (),
-    "weighted_bce": ("companion.torch.weighted_bce_loss",),
-    "dice": ("companion.torch.dice_loss",),
-    "dice_bce": ("companion.torch.dice_bce_loss",),
-    "focal": ("companion.torch.focal_loss",),
-    "tversky": ("companion.torch.tversky_loss",),
-    "wce": (),
-    "wce_map": ("companion.torch.weighted_cross_entropy", "companion.weightmaps.unet_weight_map"),
-    "cost": ("companion.torch.cost_sensitive_cross_entropy",),
-}
+__all__ = [
+    "BenchmarkResult",
+    "Config",
+    "Runtime",
+    "benchmark",
+    "benchmark_step",
+    "build_parser",
+    "main",
+    "make_model",
+    "parse_config",
+    "save_checkpoint",
+    "setup",
+    "train",
+    "train_step",
+]
 
 CHECKPOINT = "checkpoint.pt"
-METRICS = "metrics.csv"
-CURVES = "curves.png"
-METRIC_COLUMNS = ("epoch", "train_loss", "val_loss", "dice", "iou", "precision", "recall")
-# A checkpoint only resumes a run that builds the same data, model and optimizer.
-MUST_MATCH_ON_RESUME = (
-    "loss", "optimizer", "batch_size", "lr", "image_size", "n_train", "n_val", "n_classes", "seed",
-    "base_channels", "depth", "prior_bias", "pos_weight", "focal_gamma", "tversky_alpha",
-    "tversky_beta", "w0", "sigma", "miss_cost",
-)  # fmt: skip
 
 
 # -- configuration ------------------------------------------------------------------------
@@ -98,9 +102,6 @@ class Config(training.TrainingOptions):
     """
 
     # The options both scripts share are in TrainingOptions; these are this script's.
-    batch_size: int = option(
-        16, "global batch size, split evenly across torchrun processes", "training"
-    )
     device: str = option(
         "auto", "auto: CUDA, then MPS, then CPU", "system", choices=("auto", "cpu", "cuda", "mps")
     )
@@ -133,29 +134,51 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
 
-def missing_requirements(loss: str) -> list[str]:
-    """The package functions that ``loss`` needs and this installation does not provide."""
-    return training.missing(LOSS_REQUIREMENTS[loss])
-
-
-def world_size() -> int:
-    """The number of processes: WORLD_SIZE under torchrun, else 1."""
+def torchrun_processes() -> int:
+    """The number of processes that torchrun started (WORLD_SIZE), 1 without torchrun."""
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def parse_config(argv: list[str] | None = None) -> Config:
-    """Parse the command line into a :class:`Config`; bad combinations exit with an error."""
+    """Parse the command line into a :class:`Config`; bad combinations exit with an error.
+
+    With ``--resume``, the checkpoint in ``--out`` must be of a run with the same data, model
+    and optimizer (:data:`~companion.training.MUST_MATCH_ON_RESUME`).
+    """
+    config, _ = _parse_command_line(argv)
+    return config
+
+
+def _parse_command_line(argv: list[str] | None) -> tuple[Config, dict | None]:
+    """:func:`parse_config`'s configuration, and the checkpoint that ``--resume`` continues
+    from (None without it), read once for the check and passed on to :func:`train`."""
     parser = build_parser()
     config = Config(**vars(parser.parse_args(argv)))
-    training.check_common_options(parser, config, LOSS_REQUIREMENTS[config.loss])
+    training.check_common_options(parser, config)
+    if config.benchmark_steps < 1:
+        parser.error("--benchmark-steps must be >= 1")
     if config.num_workers < 0:
         parser.error("--num-workers must be >= 0")
-    processes = world_size()
+    _check_system(parser, config)
+    if config.benchmark and config.resume:
+        parser.error("--benchmark writes no checkpoint and cannot be combined with --resume")
+    if not config.resume:
+        return config, None
+    path = Path(config.out) / CHECKPOINT
+    if not path.is_file():
+        parser.error(f"--resume, but there is no checkpoint at {path}")
+    checkpoint = load_checkpoint(path)
+    training.check_same_run(parser, config, checkpoint["config"], path)
+    return config, checkpoint
+
+
+def _check_system(parser: argparse.ArgumentParser, config: Config) -> None:
+    """Exit via ``parser.error`` unless this machine and launch can run the system options."""
+    processes = torchrun_processes()
     if config.batch_size % processes:
         parser.error(
             f"--batch-size {config.batch_size} must be a multiple of the {processes} processes"
         )
-
     if config.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda, but torch.cuda.is_available() is False")
     if config.device == "mps" and not torch.backends.mps.is_available():
@@ -173,21 +196,6 @@ def parse_config(argv: list[str] | None = None) -> Config:
         parser.error("--amp bf16, but this GPU does not support bfloat16; use --amp fp16")
     if processes > 1 and device_type == "mps":
         parser.error("torchrun with MPS is not supported: use --device cpu")
-
-    if config.benchmark and config.resume:
-        parser.error("--benchmark writes no checkpoint and cannot be combined with --resume")
-    if config.resume:
-        path = Path(config.out) / CHECKPOINT
-        if not path.is_file():
-            parser.error(f"--resume, but there is no checkpoint at {path}")
-        saved = torch.load(path, map_location="cpu", weights_only=True)["config"]
-        changed = [name for name in MUST_MATCH_ON_RESUME if saved[name] != getattr(config, name)]
-        if changed:
-            parser.error(
-                f"--resume: {path} was trained with "
-                + ", ".join(f"--{name.replace('_', '-')} {saved[name]}" for name in changed)
-            )
-    return config
 
 
 # -- setup: distributed, device, precision, seed ------------------------------------------
@@ -251,55 +259,34 @@ def setup(config: Config) -> Runtime:
             return contextlib.nullcontext()
         return torch.autocast(device.type, dtype=dtype)
 
-    return Runtime(device, rank, world_size() if distributed else 1, distributed, autocast)
+    return Runtime(device, rank, torchrun_processes() if distributed else 1, distributed, autocast)
 
 
 # -- data ---------------------------------------------------------------------------------
 
 
 def make_datasets(config: Config) -> tuple[TensorDataset, TensorDataset, dict]:
-    """Training and validation sets, and the statistics the losses take from the training set.
+    """Training and validation sets, and the statistics the losses take from the training set
+    (:func:`companion.training.make_splits`).
 
     Each item is ``(image, target)``, or ``(image, target, weight_map)`` for ``wce_map``:
     images ``(1, H, W)`` float32; binary targets ``(1, H, W)`` float32, multi-class targets
     ``(H, W)`` int64 class indices.
     """
-    stats = {}
-    datasets = []
-    for n, seed in ((config.n_train, config.seed), (config.n_val, config.seed + 1)):
-        if config.binary:
-            images, masks = small_targets(n, size=config.image_size, seed=seed)
-            tensors = [torch.from_numpy(images)[:, None], torch.from_numpy(masks)[:, None]]
-            if not stats:
-                positives = float(masks.sum())
-                stats["pos_weight"] = (masks.size - positives) / max(positives, 1.0)
-                stats["frequencies"] = np.array([positives / masks.size])
-        else:
-            images, classes, instances = touching_shapes(
-                n, size=config.image_size, n_classes=config.n_classes, seed=seed
-            )
-            tensors = [torch.from_numpy(images)[:, None], torch.from_numpy(classes).long()]
-            if not stats:
-                stats["class_weights"] = balanced_class_weights(classes, config.n_classes)
-                counts = np.bincount(classes.ravel(), minlength=config.n_classes)
-                stats["frequencies"] = counts / classes.size
-            if config.loss == "wce_map":
-                unet_weight_map = find("companion.weightmaps.unet_weight_map")
-                weight_maps = np.stack(
-                    [
-                        unet_weight_map(
-                            class_map,
-                            instances=instance_map,
-                            w0=config.w0,
-                            sigma=config.sigma,
-                            class_weights=stats["class_weights"],
-                        )
-                        for class_map, instance_map in zip(classes, instances, strict=True)
-                    ]
-                )
-                tensors.append(torch.from_numpy(weight_maps.astype(np.float32)))
-        datasets.append(TensorDataset(*tensors))
-    return datasets[0], datasets[1], stats
+    train_split, val_split, stats = training.make_splits(config)
+    return _tensor_dataset(train_split, config), _tensor_dataset(val_split, config), stats
+
+
+def _tensor_dataset(split: training.Split, config: Config) -> TensorDataset:
+    """A split's arrays as tensors in the layout of :func:`make_datasets`."""
+    if config.binary:
+        targets = torch.from_numpy(split.targets)[:, None]
+    else:
+        targets = torch.from_numpy(split.targets).long()
+    tensors = [torch.from_numpy(split.images)[:, None], targets]
+    if split.weight_maps is not None:
+        tensors.append(torch.from_numpy(split.weight_maps))
+    return TensorDataset(*tensors)
 
 
 def make_loaders(config: Config, runtime: Runtime, train_set, val_set):
@@ -372,40 +359,42 @@ def make_model(config: Config, runtime: Runtime, head_bias=None):
 # -- losses -------------------------------------------------------------------------------
 
 
-def build_loss(config: Config, stats: dict, device: torch.device, world_size: int = 1) -> Callable:
+def build_loss(config: Config, stats: dict, device: torch.device, processes: int = 1) -> Callable:
     """The loss of ``config.loss`` as ``loss_fn(logits, target, weight_map) -> scalar``.
 
-    With ``world_size > 1`` (training under torchrun), the weighted cross-entropies (``wce``,
+    With ``processes > 1`` (training under torchrun), the weighted cross-entropies (``wce``,
     ``wce_map``) divide each process's weighted sum by the weight of the whole global batch
     (summed across processes), so that DistributedDataParallel's average of the gradients is
     the gradient of one process on the global batch. Evaluation pools the loss's terms over
     the whole validation set instead (:func:`build_loss_terms`).
 
-    ``bce`` and ``wce`` are PyTorch's built-ins; the others are the package's, looked up at
-    run time (:data:`LOSS_REQUIREMENTS`). Every constant tensor is on ``device``.
+    ``bce`` and ``wce`` are PyTorch's built-ins; the others are the package's
+    (:mod:`companion.torch`). Every constant tensor is on ``device``.
     """
     name = config.loss
-    functions = {path.rpartition(".")[2]: find(path) for path in LOSS_REQUIREMENTS[name]}
     if name == "bce":
         return lambda logits, target, weight_map: F.binary_cross_entropy_with_logits(logits, target)
     if name == "weighted_bce":
         pos_weight = config.pos_weight if config.pos_weight is not None else stats["pos_weight"]
         pos_weight = torch.tensor(pos_weight, dtype=torch.float32, device=device)
-        loss = functions["weighted_bce_loss"]
-        return lambda logits, target, weight_map: loss(logits, target, pos_weight=pos_weight)
+        return lambda logits, target, weight_map: weighted_bce_loss(
+            logits, target, pos_weight=pos_weight
+        )
     if name in ("dice", "dice_bce"):
-        loss = functions[f"{name}_loss"]
+        loss = dice_loss if name == "dice" else dice_bce_loss
         return lambda logits, target, weight_map: loss(logits, target)
     if name == "focal":
-        loss = functions["focal_loss"]
-        return lambda logits, target, weight_map: loss(logits, target, gamma=config.focal_gamma)
+        return lambda logits, target, weight_map: focal_loss(
+            logits, target, gamma=config.focal_gamma
+        )
     if name == "tversky":
-        loss = functions["tversky_loss"]
         alpha, beta = config.tversky_alpha, config.tversky_beta
-        return lambda logits, target, weight_map: loss(logits, target, alpha=alpha, beta=beta)
+        return lambda logits, target, weight_map: tversky_loss(
+            logits, target, alpha=alpha, beta=beta
+        )
     weighted = _weighted_sum_and_weight(config, stats, device)
-    if weighted is not None and world_size > 1:
-        return _over_the_global_batch(weighted, world_size)
+    if weighted is not None and processes > 1:
+        return _over_the_global_batch(weighted, processes)
     if name == "wce":
         class_weights = torch.tensor(stats["class_weights"], dtype=torch.float32, device=device)
         return lambda logits, target, weight_map: F.cross_entropy(
@@ -413,14 +402,14 @@ def build_loss(config: Config, stats: dict, device: torch.device, world_size: in
         )
     if name == "wce_map":
         # The map already holds the class weights (unet_weight_map(class_weights=...)).
-        loss = functions["weighted_cross_entropy"]
-        return lambda logits, target, weight_map: loss(logits, target, weight_map=weight_map)
+        return lambda logits, target, weight_map: weighted_cross_entropy(
+            logits, target, weight_map=weight_map
+        )
     if name == "cost":
         cost = torch.tensor(
             cost_matrix(config.n_classes, config.miss_cost), dtype=torch.float32, device=device
         )
-        loss = functions["cost_sensitive_cross_entropy"]
-        return lambda logits, target, weight_map: loss(logits, target, cost)
+        return lambda logits, target, weight_map: cost_sensitive_cross_entropy(logits, target, cost)
     raise ValueError(f"unknown loss {name!r}")
 
 
@@ -434,9 +423,8 @@ def _weighted_sum_and_weight(config: Config, stats: dict, device: torch.device):
             class_weights[target].sum(),
         )
     if config.loss == "wce_map":
-        loss = find(LOSS_REQUIREMENTS["wce_map"][0])
         return lambda logits, target, weight_map: (
-            loss(logits, target, weight_map=weight_map, reduction="sum"),
+            weighted_cross_entropy(logits, target, weight_map=weight_map, reduction="sum"),
             weight_map.sum(),
         )
     return None
@@ -461,18 +449,18 @@ def build_loss_terms(config: Config, stats: dict, device: torch.device) -> Calla
     )
 
 
-def _over_the_global_batch(weighted_sum_and_weight: Callable, world_size: int) -> Callable:
+def _over_the_global_batch(weighted_sum_and_weight: Callable, processes: int) -> Callable:
     """A weighted mean whose denominator is the weight of every process's share of the batch.
 
     DistributedDataParallel averages the processes' gradients, so each process's loss is its
-    weighted sum times ``world_size`` over the global weight.
+    weighted sum times ``processes`` over the global weight.
     """
 
     def loss_fn(logits, target, weight_map):
         weighted_sum, weight = weighted_sum_and_weight(logits, target, weight_map)
         global_weight = weight.detach().to(torch.float32).clone()
         dist.all_reduce(global_weight)
-        return weighted_sum * world_size / global_weight
+        return weighted_sum * processes / global_weight
 
     return loss_fn
 
@@ -549,6 +537,12 @@ def set_rng_states(states: dict) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
+def load_checkpoint(path: Path) -> dict:
+    """A checkpoint written by :func:`save_checkpoint`, on the CPU: the RNG states must stay
+    CPU tensors, and ``load_state_dict`` moves the rest to the model's device."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def restore_checkpoint(checkpoint: dict, model, optimizer, scaler) -> tuple[int, list[dict]]:
     """Load a checkpoint's states into the run; return its epoch and its metrics so far.
 
@@ -607,7 +601,22 @@ def train_step(trained, batch, loss_fn, optimizer, scaler, runtime: Runtime) -> 
     return loss.detach()
 
 
-def prepare(config: Config, runtime: Runtime):
+@dataclasses.dataclass
+class Prepared:
+    """What :func:`prepare` builds for a run, on the runtime's device."""
+
+    train_set: TensorDataset
+    val_set: TensorDataset
+    model: UNet  # the U-Net, whose state dict is saved
+    forward: torch.nn.Module  # the module that evaluates (compiled under --compile)
+    trained: torch.nn.Module  # the module that trains (in DDP under torchrun)
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    loss_fn: Callable  # build_loss's
+    loss_terms: Callable  # build_loss_terms's, for the validation loss
+
+
+def prepare(config: Config, runtime: Runtime) -> Prepared:
     """Data, model, optimizer, grad scaler and loss, all on the runtime's device."""
     train_set, val_set, stats = make_datasets(config)
     head_bias = training.prior_bias(stats["frequencies"]) if config.prior_bias else None
@@ -618,22 +627,59 @@ def prepare(config: Config, runtime: Runtime):
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=config.amp == "fp16")
     loss_fn = build_loss(config, stats, runtime.device, runtime.world_size)
-    eval_loss_terms = build_loss_terms(config, stats, runtime.device)
-    return train_set, val_set, model, forward, trained, optimizer, scaler, loss_fn, eval_loss_terms
+    loss_terms = build_loss_terms(config, stats, runtime.device)
+    return Prepared(
+        train_set, val_set, model, forward, trained, optimizer, scaler, loss_fn, loss_terms
+    )
 
 
-def train(config: Config, runtime: Runtime) -> list[dict]:
-    """The training loop; returns the metrics of every epoch (of this and earlier runs)."""
+def train_epoch(prepared: Prepared, loader, epoch: int, config: Config, runtime: Runtime) -> float:
+    """One pass over this rank's training batches; the mean loss of every process's steps."""
+    loss_sum = torch.zeros((), dtype=runtime.sum_dtype, device=runtime.device)
+    steps = 0
+    progress = tqdm(
+        loader,
+        desc=f"epoch {epoch}/{config.epochs}",
+        leave=False,
+        # None: tqdm shows the bar only on a terminal.
+        disable=True if config.quiet or not runtime.main_process else None,
+    )
+    for batch in progress:
+        batch = to_device(batch, config, runtime.device)
+        loss = train_step(
+            prepared.trained, batch, prepared.loss_fn, prepared.optimizer, prepared.scaler, runtime
+        )
+        loss_sum += loss
+        steps += 1
+        if steps % 10 == 0 and not progress.disable:
+            progress.set_postfix(loss=f"{loss.item():.4f}")
+    progress.close()
+    totals = torch.stack(
+        [loss_sum, torch.tensor(steps, dtype=runtime.sum_dtype, device=runtime.device)]
+    )
+    if runtime.distributed:
+        dist.all_reduce(totals)
+    return (totals[0] / totals[1]).item()
+
+
+def train(config: Config, runtime: Runtime, checkpoint: dict | None = None) -> list[dict]:
+    """The training loop; returns the metrics of every epoch (of this and earlier runs).
+
+    With ``--resume``, the run continues from ``checkpoint`` (the one :func:`main`'s check
+    read), or from the one in ``--out`` if none is given.
+    """
     prepared = prepare(config, runtime)
-    train_set, val_set, model, forward, trained, optimizer, scaler, loss_fn, loss_terms = prepared
-    train_loader, val_loader, sampler = make_loaders(config, runtime, train_set, val_set)
+    model, optimizer, scaler = prepared.model, prepared.optimizer, prepared.scaler
+    train_loader, val_loader, sampler = make_loaders(
+        config, runtime, prepared.train_set, prepared.val_set
+    )
     out = Path(config.out)
     checkpoint_path = out / CHECKPOINT
 
     start_epoch, history = 0, []
     if config.resume:
-        # On the CPU: RNG states must stay CPU tensors; load_state_dict moves the rest.
-        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+        if checkpoint is None:
+            checkpoint = load_checkpoint(checkpoint_path)
         start_epoch, history = restore_checkpoint(checkpoint, model, optimizer, scaler)
         if runtime.main_process:
             print(f"resuming from {checkpoint_path} after epoch {start_epoch}")
@@ -643,30 +689,9 @@ def train(config: Config, runtime: Runtime) -> list[dict]:
     for epoch in range(start_epoch + 1, config.epochs + 1):
         started = time.perf_counter()
         sampler.set_epoch(epoch)
-        loss_sum = torch.zeros((), dtype=runtime.sum_dtype, device=runtime.device)
-        steps = 0
-        progress = tqdm(
-            train_loader,
-            desc=f"epoch {epoch}/{config.epochs}",
-            leave=False,
-            # None: tqdm shows the bar only on a terminal.
-            disable=True if config.quiet or not runtime.main_process else None,
-        )
-        for batch in progress:
-            batch = to_device(batch, config, runtime.device)
-            loss = train_step(trained, batch, loss_fn, optimizer, scaler, runtime)
-            loss_sum += loss
-            steps += 1
-            if steps % 10 == 0 and not progress.disable:
-                progress.set_postfix(loss=f"{loss.item():.4f}")
-        progress.close()
-        totals = torch.stack(
-            [loss_sum, torch.tensor(steps, dtype=runtime.sum_dtype, device=runtime.device)]
-        )
-        if runtime.distributed:
-            dist.all_reduce(totals)
-        row = {"epoch": epoch, "train_loss": (totals[0] / totals[1]).item()}
-        row.update(evaluate(forward, val_loader, loss_terms, config, runtime))
+        train_loss = train_epoch(prepared, train_loader, epoch, config, runtime)
+        row = {"epoch": epoch, "train_loss": train_loss}
+        row.update(evaluate(prepared.forward, val_loader, prepared.loss_terms, config, runtime))
         history.append(row)
         if runtime.main_process:
             save_checkpoint(checkpoint_path, model, optimizer, scaler, epoch, history, config)
@@ -688,16 +713,6 @@ def train(config: Config, runtime: Runtime) -> list[dict]:
 # -- benchmark ----------------------------------------------------------------------------
 
 
-@dataclasses.dataclass
-class BenchmarkResult:
-    """The throughput that :func:`benchmark` measured, and the step times behind it."""
-
-    images_per_second: float  # global batch / median step time
-    median_step_seconds: float
-    first_step_seconds: float  # includes compilation under --compile
-    steps: int
-
-
 def synchronize(device: torch.device) -> None:
     """Wait until ``device`` has finished its queued work (CUDA and MPS run asynchronously)."""
     if device.type == "cuda":
@@ -709,35 +724,27 @@ def synchronize(device: torch.device) -> None:
 def benchmark_step(config: Config, runtime: Runtime) -> Callable[[], float]:
     """A function that runs one training step on one batch (always the same) and returns its
     wall time in seconds, waiting for the device to finish."""
-    train_set, val_set, _, _, trained, optimizer, scaler, loss_fn, _ = prepare(config, runtime)
-    train_loader, _, _ = make_loaders(config, runtime, train_set, val_set)
+    prepared = prepare(config, runtime)
+    train_loader, _, _ = make_loaders(config, runtime, prepared.train_set, prepared.val_set)
     batch = to_device(next(iter(train_loader)), config, runtime.device)
+    step = (prepared.trained, batch, prepared.loss_fn, prepared.optimizer, prepared.scaler)
 
     def timed_step() -> float:
         synchronize(runtime.device)
         started = time.perf_counter()
-        train_step(trained, batch, loss_fn, optimizer, scaler, runtime)
+        train_step(*step, runtime)
         synchronize(runtime.device)
         return time.perf_counter() - started
 
     return timed_step
 
 
-def summarize(first_step_seconds: float, seconds: list[float], batch_size: int) -> BenchmarkResult:
-    """The :class:`BenchmarkResult` of timed steps: images per second at the median step time."""
-    median = statistics.median(seconds)
-    return BenchmarkResult(batch_size / median, median, first_step_seconds, len(seconds))
-
-
 def benchmark(config: Config, runtime: Runtime, warmup: int = 3) -> BenchmarkResult:
     """Time training steps: the first (compilation) separately, then ``warmup - 1`` untimed
-    ones, then ``config.benchmark_steps`` timed ones."""
-    timed_step = benchmark_step(config, runtime)
-    first = timed_step()
-    for _ in range(warmup - 1):
-        timed_step()
-    seconds = [timed_step() for _ in range(config.benchmark_steps)]
-    return summarize(first, seconds, config.batch_size)
+    ones, then ``config.benchmark_steps`` timed ones (:func:`companion.training.time_steps`)."""
+    return training.time_steps(
+        benchmark_step(config, runtime), config.benchmark_steps, config.batch_size, warmup
+    )
 
 
 def describe(config: Config, runtime: Runtime) -> str:
@@ -755,19 +762,15 @@ def describe(config: Config, runtime: Runtime) -> str:
 
 def main(argv: list[str] | None = None) -> list[dict] | BenchmarkResult:
     """Run the script on ``argv``: train and return every epoch's metrics, or benchmark."""
-    config = parse_config(argv)
+    config, checkpoint = _parse_command_line(argv)
     runtime = setup(config)
     try:
         if config.benchmark:
             result = benchmark(config, runtime)
             if runtime.main_process:
-                print(
-                    f"{describe(config, runtime)}: {result.images_per_second:.1f} images/s "
-                    f"(median of {result.steps} steps, {1000 * result.median_step_seconds:.0f} ms; "
-                    f"first step {result.first_step_seconds:.2f} s)"
-                )
+                print(f"{describe(config, runtime)}: {result.summary()}")
             return result
-        return train(config, runtime)
+        return train(config, runtime, checkpoint)
     finally:
         if runtime.distributed and dist.is_initialized():
             dist.destroy_process_group()
