@@ -79,3 +79,15 @@ def test_version_is_exposed():
     import companion
 
     assert re.fullmatch(r"\d+\.\d+\.\d+", companion.__version__)
+
+
+def test_the_installed_distribution_that_provides_companion_is_this_project():
+    # "companion" on PyPI is an unrelated project: the distribution has a name of its own, and
+    # the import name stays companion.
+    from importlib import metadata
+
+    name = PYPROJECT["project"]["name"]
+    assert name != "companion"
+    providers = metadata.packages_distributions().get("companion", [])
+    assert name in providers, f"companion is provided by {providers}, not {name}"
+    assert metadata.version(name) == __import__("companion").__version__
