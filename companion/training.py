@@ -56,11 +56,11 @@ MULTICLASS_LOSSES = ("wce", "wce_map", "cost")
 METRICS = "metrics.csv"
 #: The plot of the metrics in ``--out``, drawn by :func:`plot_curves` at the end of a run.
 CURVES = "curves.png"
-#: The columns of ``metrics.csv``: the scores on the validation set are pooled over its pixels
-#: and macro-averaged over the non-background classes.
+#: The columns of ``metrics.csv``, one row per epoch; the scores on the validation set are
+#: pooled over its pixels and macro-averaged over the non-background classes.
 METRIC_COLUMNS = ("epoch", "train_loss", "val_loss", "dice", "iou", "precision", "recall")
-#: The options a resumed run must share with the run it continues: those that build the data,
-#: the model and the optimizer (:func:`check_same_run`).
+#: The options that build the data, the model and the optimizer, which a resumed run must
+#: share with the run it continues (:func:`check_same_run`).
 MUST_MATCH_ON_RESUME = (
     "loss", "optimizer", "batch_size", "lr", "image_size", "n_train", "n_val", "n_classes", "seed",
     "base_channels", "depth", "prior_bias", "pos_weight", "focal_gamma", "tversky_alpha",
