@@ -38,6 +38,15 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from _plain_losses import (
+    keras_answer_loop,
+    one_hot,
+    plain_dice,
+    plain_dice_bce,
+    plain_focal,
+    plain_tversky,
+    plain_weighted_cross_entropy,
+)
 from _timing import (
     add_timing_options,
     alternating_times,
@@ -214,61 +223,6 @@ def report(title, contenders, times, baseline, peaks, input_bytes, notes=()) -> 
     return {"median": medians, "min": {name: min(values) for name, values in times.items()}}
 
 
-# ----------------------------------------------------------------------- plain expressions
-
-
-def plain_dice(input, target, smooth=1.0):
-    # The textbook expression, differentiated by autograd.
-    prob = torch.sigmoid(input).flatten(1)
-    target = target.flatten(1)
-    numerator = 2 * (prob * target).sum(1) + smooth
-    return (1 - numerator / (prob.sum(1) + target.sum(1) + smooth)).mean()
-
-
-def plain_dice_bce(input, target, smooth=1.0):
-    return plain_dice(input, target, smooth) + F.binary_cross_entropy_with_logits(input, target)
-
-
-def plain_focal(input, target, gamma=2.0, alpha=0.25):
-    # torchvision's sigmoid_focal_loss, the usual composition.
-    prob = torch.sigmoid(input)
-    bce = F.binary_cross_entropy_with_logits(input, target, reduction="none")
-    p_t = prob * target + (1 - prob) * (1 - target)
-    loss = bce * (1 - p_t) ** gamma
-    return (loss * (alpha * target + (1 - alpha) * (1 - target))).mean()
-
-
-def plain_tversky(input, target, alpha=0.3, beta=0.7, smooth=1.0):
-    prob = torch.sigmoid(input).flatten(1)
-    target = target.flatten(1)
-    true_positives = (prob * target).sum(1)
-    false_positives = (prob * (1 - target)).sum(1)
-    false_negatives = ((1 - prob) * target).sum(1)
-    denominator = true_positives + alpha * false_positives + beta * false_negatives + smooth
-    return (1 - (true_positives + smooth) / denominator).mean()
-
-
-def plain_weighted_cross_entropy(input, target, class_weights, weight_map):
-    weights = class_weights[target] * weight_map
-    return (F.cross_entropy(input, target, reduction="none") * weights).sum() / weights.sum()
-
-
-def keras_answer_loop(input, one_hot, cost_matrix):
-    """The Keras answer's loss in PyTorch: a C x C Python loop of whole-batch operations."""
-    n_classes = cost_matrix.shape[0]
-    is_max = (input == input.amax(1, keepdim=True)).to(input.dtype)
-    final_mask = torch.zeros_like(input[:, 0])
-    for true_class in range(n_classes):
-        for predicted_class in range(n_classes):
-            final_mask += (
-                cost_matrix[true_class, predicted_class]
-                * is_max[:, predicted_class]
-                * one_hot[:, true_class]
-            )
-    log_prob = F.log_softmax(input, 1)
-    return (-(one_hot * log_prob).sum(1) * final_mask.detach()).mean()
-
-
 def compiled_contender(name, compiled_loss, eager_loss, input, device):
     """A ``compile=True`` contender, its first call (the compilation) timed and reported.
 
@@ -416,7 +370,7 @@ def class_groups(config, device, generator, pending) -> str:
     n_classes = shape[1]
     logits = torch.randn(shape, generator=generator).to(device).requires_grad_()
     classes = torch.randint(0, n_classes, shape[:1] + shape[2:], generator=generator).to(device)
-    one_hot = F.one_hot(classes, n_classes).movedim(-1, 1).float()
+    one_hot_classes = one_hot(classes, n_classes)
     class_weights = torch.linspace(0.5, 5.0, n_classes, device=device)
     weight_map = (1 + 9 * torch.rand(classes.shape, generator=generator)).to(device)
     cost_matrix = (1 + torch.rand(n_classes, n_classes, generator=generator)).to(device)
@@ -424,7 +378,7 @@ def class_groups(config, device, generator, pending) -> str:
     input_bytes = logits.numel() * logits.element_size()
     torch.testing.assert_close(
         cost_sensitive_cross_entropy(logits, classes, cost_matrix),
-        keras_answer_loop(logits, one_hot, cost_matrix),
+        keras_answer_loop(logits, one_hot_classes, cost_matrix),
         rtol=1e-5,
         atol=1e-6,
     )
@@ -463,7 +417,7 @@ def class_groups(config, device, generator, pending) -> str:
                     logits, classes, cost_matrix
                 ),
                 **cost_extra,
-                loop: lambda: keras_answer_loop(logits, one_hot, cost_matrix),
+                loop: lambda: keras_answer_loop(logits, one_hot_classes, cost_matrix),
                 "F.cross_entropy, no costs": lambda: F.cross_entropy(logits, classes),
             },
             loop,

@@ -15,9 +15,6 @@ device) train.
 import csv
 import importlib.util
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -28,8 +25,8 @@ from companion.torch import _kernels, train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
-REPOSITORY = Path(__file__).resolve().parents[2]
 CUDA = torch.device("cuda")
+TIMEOUT = 600  # seconds for a subprocess of run_module: it trains, compiling on the GPU
 TINY = [
     "--device", "cuda", "--image-size", "32", "--n-train", "32", "--n-val", "16",
     "--batch-size", "8", "--base-channels", "8", "--depth", "2", "--quiet",
@@ -196,17 +193,6 @@ def test_compiled_cost_sensitive_loss_on_the_gpu_equals_the_eager_path(inductor)
 # -- the training scripts -----------------------------------------------------------------
 
 
-def run_module(*args, env=None, timeout=600):
-    return subprocess.run(
-        [sys.executable, *args],
-        cwd=REPOSITORY,
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 def read_metrics(out: Path) -> list[dict]:
     with open(out / "metrics.csv", newline="") as file:
         return list(csv.DictReader(file))
@@ -248,7 +234,7 @@ def test_resume_into_fp16_on_the_gpu(tmp_path):
     assert torch.load(tmp_path / train.CHECKPOINT, weights_only=True)["scaler"]
 
 
-def test_resumed_gpu_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
+def test_resumed_gpu_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path, run_module):
     # In a subprocess with PyTorch's deterministic algorithms: by default cuDNN may sum a
     # convolution's gradient in another order from run to run, and Adam turns such rounding
     # differences in near-zero gradients into weight differences of order lr (seen: > 1e-4).
@@ -271,18 +257,18 @@ for row, other in zip(history, again, strict=True):
         assert abs(row[key] - other[key]) <= 1e-6 * max(1.0, abs(row[key])), (key, row, other)
 print("ok")
 """
-    result = run_module("-c", script, env={"CUBLAS_WORKSPACE_CONFIG": ":4096:8"})
+    result = run_module("-c", script, env={"CUBLAS_WORKSPACE_CONFIG": ":4096:8"}, timeout=TIMEOUT)
     assert result.returncode == 0, result.stderr[-4000:]
     assert result.stdout.strip().endswith("ok")
 
 
-def test_compiled_training_on_the_gpu_under_torchrun_with_nccl(tmp_path):
+def test_compiled_training_on_the_gpu_under_torchrun_with_nccl(tmp_path, run_module):
     # One process, but the whole distributed path: NCCL, DDP, then torch.compile of the DDP
     # module, then evaluation through the bare compiled model.
     result = run_module(
         "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1",
         "-m", "companion.torch.train", *TINY, "--epochs", "2", "--compile", "--amp", "bf16",
-        "--loss", "wce", "--out", str(tmp_path),
+        "--loss", "wce", "--out", str(tmp_path), timeout=TIMEOUT,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-4000:]
     assert_finite_metrics(tmp_path, 2)
@@ -300,18 +286,18 @@ needs_keras = pytest.mark.skipif(
 
 
 @needs_keras
-def test_the_keras_script_trains_on_the_gpu_with_the_torch_backend(tmp_path):
+def test_the_keras_script_trains_on_the_gpu_with_the_torch_backend(tmp_path, run_module):
     result = run_module(
         "-m", "companion.keras.train", *TINY, "--epochs", "2", "--loss", "dice_bce",
         "--out", str(tmp_path),
-        env={"KERAS_BACKEND": "torch"},
+        env={"KERAS_BACKEND": "torch"}, timeout=TIMEOUT,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-4000:]
     assert_finite_metrics(tmp_path, 2)
 
 
 @needs_keras
-def test_keras_losses_on_the_gpu_equal_the_torch_losses():
+def test_keras_losses_on_the_gpu_equal_the_torch_losses(run_module):
     # In a subprocess: the Keras backend is fixed per process.
     script = """
 import keras, torch, numpy as np
@@ -334,6 +320,6 @@ for keras_value, torch_value in pairs:
     torch.testing.assert_close(keras_value.float(), torch_value.float(), rtol=1e-5, atol=1e-6)
 print("ok")
 """
-    result = run_module("-c", script, env={"KERAS_BACKEND": "torch"})
+    result = run_module("-c", script, env={"KERAS_BACKEND": "torch"}, timeout=TIMEOUT)
     assert result.returncode == 0, result.stderr[-4000:]
     assert result.stdout.strip().endswith("ok")

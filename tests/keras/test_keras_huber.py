@@ -6,7 +6,9 @@ Runs on whichever backend KERAS_BACKEND names; `make test` runs it on TensorFlow
 import keras
 import numpy as np
 import pytest
+from helpers import residual_data
 from keras import ops
+from keras_helpers import BACKEND, to_numpy, value_and_grad
 
 from companion import reference
 from companion.keras import Huber, PseudoHuber, huber, pseudo_huber
@@ -20,52 +22,14 @@ LOSSES = {
         reference.pseudo_huber_grad,
     ),
 }
-BACKEND = keras.backend.backend()
-
-
-def to_numpy(tensor):
-    # keras.ops.convert_to_numpy goes through np.array(tensor), which warns on the torch backend.
-    if hasattr(tensor, "detach"):
-        return tensor.detach().cpu().numpy()
-    return ops.convert_to_numpy(tensor)
-
-
-def value_and_grad(function, y_pred: np.ndarray):
-    """The value of function(y_pred) and the gradient of its sum, on the current backend."""
-    if BACKEND == "tensorflow":
-        import tensorflow as tf
-
-        variable = tf.Variable(y_pred)
-        with tf.GradientTape() as tape:
-            value = function(variable)
-            total = tf.reduce_sum(value)
-        return to_numpy(value), to_numpy(tape.gradient(total, variable))
-    if BACKEND == "torch":
-        import torch
-
-        tensor = torch.tensor(y_pred, requires_grad=True)
-        value = function(tensor)
-        value.sum().backward()
-        return to_numpy(value), to_numpy(tensor.grad)
-    pytest.skip(f"no gradient function for the {BACKEND} backend")
-
-
-def residual_data(seed, delta, shape=(5, 7)):
-    """float64 y_true and y_pred whose residuals include 0 and exactly +-delta."""
-    rng = np.random.default_rng(seed)
-    y_true = rng.normal(size=shape)
-    y_pred = y_true + rng.normal(scale=2 * delta, size=shape)
-    boundary = [delta, -delta, 0.0, np.nextafter(delta, 0.0), np.nextafter(-delta, -np.inf)]
-    y_true.flat[: len(boundary)] = 0.0
-    y_pred.flat[: len(boundary)] = boundary
-    return y_true, y_pred
+SHAPE = (5, 7)  # of residual_data
 
 
 @pytest.mark.parametrize("name", LOSSES)
 @pytest.mark.parametrize("delta", [0.1, 1.0, 3.5])
 def test_matches_reference_in_float64(name, delta):
     loss_fn, _, reference_loss, reference_grad = LOSSES[name]
-    y_true, y_pred = residual_data(seed=int(10 * delta), delta=delta)
+    y_pred, y_true = residual_data(seed=int(10 * delta), delta=delta, shape=SHAPE)
     residual = y_pred - y_true
     np.testing.assert_array_equal(np.abs(residual.flat[:2]), delta)
     values, grad = value_and_grad(

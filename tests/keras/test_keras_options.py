@@ -7,6 +7,7 @@ import json
 import keras
 import numpy as np
 import pytest
+from keras_helpers import to_numpy
 
 from companion.keras import (
     CostSensitiveCategoricalCrossentropy,
@@ -25,10 +26,7 @@ from companion.keras import (
 
 
 def scalar(value) -> float:
-    # keras.ops.convert_to_numpy goes through np.array(tensor), which warns on the torch backend.
-    if hasattr(value, "detach"):
-        return float(value.detach().cpu().numpy())
-    return float(keras.ops.convert_to_numpy(value))
+    return float(to_numpy(value))
 
 
 def regression_data():

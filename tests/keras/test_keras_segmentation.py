@@ -7,7 +7,9 @@ import keras
 import numpy as np
 import pytest
 import torch
+from helpers import binary_data
 from keras import ops
+from keras_helpers import BACKEND, to_numpy, value_and_grad
 
 import companion.torch as companion_torch
 from companion import reference
@@ -31,41 +33,7 @@ from companion.keras import (
     weighted_categorical_crossentropy,
 )
 
-BACKEND = keras.backend.backend()
-
-
-def to_numpy(tensor):
-    # keras.ops.convert_to_numpy goes through np.array(tensor), which warns on the torch backend.
-    if hasattr(tensor, "detach"):
-        return tensor.detach().cpu().numpy()
-    return ops.convert_to_numpy(tensor)
-
-
-def value_and_grad(function, y_pred: np.ndarray):
-    """The value of function(y_pred) and the gradient of its sum, on the current backend."""
-    if BACKEND == "tensorflow":
-        import tensorflow as tf
-
-        variable = tf.Variable(y_pred)
-        with tf.GradientTape() as tape:
-            value = function(variable)
-            total = tf.reduce_sum(value)
-        return to_numpy(value), to_numpy(tape.gradient(total, variable))
-    if BACKEND == "torch":
-        tensor = torch.tensor(y_pred, requires_grad=True)
-        value = function(tensor)
-        value.sum().backward()
-        return to_numpy(value), to_numpy(tensor.grad)
-    pytest.skip(f"no gradient function for the {BACKEND} backend")
-
-
-def binary_data(seed, shape=(3, 4, 5, 2), soft=False):
-    """float64 logits and targets, channels last; the last sample's target is empty."""
-    rng = np.random.default_rng(seed)
-    logits = rng.normal(scale=2.0, size=shape)
-    y_true = rng.uniform(size=shape) if soft else (rng.uniform(size=shape) < 0.3).astype(float)
-    y_true[-1] = 0.0
-    return y_true, logits
+BINARY_SHAPE = (3, 4, 5, 2)  # of binary_data unless a test says otherwise: N, H, W, C
 
 
 def class_data(seed, shape=(2, 3, 4, 5)):
@@ -133,7 +101,7 @@ BINARY = {
 @pytest.mark.parametrize("soft", [False, True])
 def test_binary_losses_equal_torch_in_values_and_gradients(name, from_logits, soft):
     keras_fn, torch_fn, per_pixel = BINARY[name]
-    y_true, logits = binary_data(0, soft=soft)
+    logits, y_true = binary_data(0, BINARY_SHAPE, soft=soft)
     y_pred = logits if from_logits else sigmoid(logits)
     values, grad = value_and_grad(
         lambda pred: keras_fn(ops.convert_to_tensor(y_true), pred, from_logits), y_pred
@@ -154,7 +122,7 @@ def test_binary_losses_equal_torch_in_values_and_gradients(name, from_logits, so
 
 
 def test_per_channel_pos_weight_equals_torch():
-    y_true, logits = binary_data(14)
+    logits, y_true = binary_data(14, BINARY_SHAPE)
     values = weighted_bce(y_true, logits, pos_weight=[3.0, 0.5], from_logits=True)
     expected = companion_torch.weighted_bce_loss(
         channels_first(logits),
@@ -231,7 +199,7 @@ FLOAT64_RTOL = 1e-12 if BACKEND == "tensorflow" else 1e-6  # keras.losses' float
 
 
 def test_weighted_bce_without_pos_weight_is_keras_binary_crossentropy():
-    y_true, logits = binary_data(3)
+    logits, y_true = binary_data(3, BINARY_SHAPE)
     for from_logits, y_pred in ((True, logits), (False, sigmoid(logits))):
         ours = to_numpy(weighted_bce(y_true, y_pred, from_logits=from_logits))
         builtin = to_numpy(
@@ -241,7 +209,7 @@ def test_weighted_bce_without_pos_weight_is_keras_binary_crossentropy():
 
 
 def test_dice_is_keras_dice_per_sample_except_for_empty_masks():
-    y_true, logits = binary_data(4)
+    logits, y_true = binary_data(4, BINARY_SHAPE)
     y_pred = sigmoid(logits).astype("float32")
     y_true = y_true.astype("float32")
     builtin = keras.losses.Dice(axis=(1, 2, 3), reduction=None)(y_true, y_pred)
@@ -260,7 +228,7 @@ def test_dice_is_keras_dice_per_sample_except_for_empty_masks():
 @pytest.mark.parametrize("from_logits", [True, False])
 @pytest.mark.parametrize("gamma, alpha", [(2.0, None), (2.0, 0.25), (0.5, 0.6)])
 def test_focal_is_keras_binary_focal_crossentropy(from_logits, gamma, alpha):
-    y_true, logits = binary_data(5)
+    logits, y_true = binary_data(5, BINARY_SHAPE)
     y_pred = logits if from_logits else sigmoid(logits)
     builtin = keras.losses.BinaryFocalCrossentropy(
         apply_class_balancing=alpha is not None,
@@ -303,7 +271,7 @@ def test_weighted_categorical_is_keras_categorical_crossentropy_times_weights(fr
 
 
 def test_keras_tversky_weighs_false_negatives_with_alpha():
-    y_true, logits = binary_data(7)
+    logits, y_true = binary_data(7, BINARY_SHAPE)
     y_pred = sigmoid(logits)
     builtin = keras.losses.Tversky(alpha=0.8, beta=0.2, axis=(1, 2, 3), reduction=None)(
         y_true, y_pred
@@ -318,7 +286,7 @@ def test_keras_tversky_weighs_false_negatives_with_alpha():
 
 
 def test_loss_classes_weight_and_reduce():
-    y_true, logits = binary_data(8, shape=(2, 3, 3, 1))
+    logits, y_true = binary_data(8, shape=(2, 3, 3, 1))
     weight_map = np.random.default_rng(9).uniform(1.0, 5.0, size=(2, 3, 3))
     per_pixel = to_numpy(weighted_bce(y_true, logits, pos_weight=2.0, from_logits=True))
     for reduction, expected in [
@@ -367,7 +335,7 @@ def test_config_round_trip(loss_class):
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss))
     assert type(restored) is loss_class
     assert restored.get_config() == config
-    y_true, logits = binary_data(10, shape=(2, 3, 3, 2))
+    logits, y_true = binary_data(10, shape=(2, 3, 3, 2))
     y_true[..., 1] = 1.0 - y_true[..., 0]  # one-hot for the categorical losses
     np.testing.assert_array_equal(
         to_numpy(restored(y_true, logits)), to_numpy(loss(y_true, logits))
@@ -377,7 +345,8 @@ def test_config_round_trip(loss_class):
 def test_float64_functions_and_the_reduced_dtype_of_the_loss_classes():
     # The functions keep float64; the classes reduce to whatever dtype keras.losses' own
     # classes reduce to (float32 on the torch backend in Keras 3.15, as the docstrings say).
-    y_true, y_pred = binary_data(15)[0], sigmoid(binary_data(15)[1])
+    logits, y_true = binary_data(15, BINARY_SHAPE)
+    y_pred = sigmoid(logits)
     builtin = keras.losses.BinaryCrossentropy(dtype="float64")(y_true, y_pred)
     expected = "float32" if BACKEND == "torch" else "float64"
     assert keras.backend.standardize_dtype(builtin.dtype) == expected
@@ -494,7 +463,7 @@ def test_huge_logits_are_finite_for_categorical_losses():
 @pytest.mark.parametrize("name", BINARY)
 def test_half_precision(name, dtype):
     keras_fn = BINARY[name][0]
-    y_true, logits = binary_data(13, shape=(2, 16, 16, 1))
+    logits, y_true = binary_data(13, shape=(2, 16, 16, 1))
     y_pred = ops.cast(logits, dtype)
     values = keras_fn(ops.cast(y_true, dtype), y_pred, True)
     assert keras.backend.standardize_dtype(values.dtype) == dtype

@@ -1,47 +1,27 @@
 """python -m companion.keras.train on the current Keras backend: flags, outputs, resume, losses.
 
 `make test` runs this file under KERAS_BACKEND=tensorflow and again under KERAS_BACKEND=torch;
-the subprocesses inherit the backend.
+the subprocesses inherit the backend (run_module's variables, in tests/keras/conftest.py).
 """
 
 import csv
 import dataclasses
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import h5py
 import keras
 import numpy as np
 import pytest
+from helpers import parse_error
 
 from companion import training
 from companion.keras import train
 
-REPOSITORY = Path(__file__).resolve().parents[2]
 TINY = [
     "--device", "cpu", "--image-size", "32", "--n-train", "16", "--n-val", "8",
     "--batch-size", "8", "--base-channels", "4", "--depth", "2", "--quiet",
 ]  # fmt: skip
-
-
-def run_module(*args, timeout=120):
-    environment = {
-        **os.environ,
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-        "TF_ENABLE_ONEDNN_OPTS": "0",
-        "KERAS_BACKEND": keras.backend.backend(),
-    }
-    return subprocess.run(
-        [sys.executable, *args],
-        cwd=REPOSITORY,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def saved_variables(path: Path) -> dict[str, np.ndarray]:
@@ -70,13 +50,6 @@ def eager(monkeypatch):
         return model
 
     monkeypatch.setattr(train, "make_model", make_eager_model)
-
-
-def parse_error(capsys, argv) -> str:
-    with pytest.raises(SystemExit) as exit_info:
-        train.parse_config(argv)
-    assert exit_info.value.code == 2
-    return capsys.readouterr().err
 
 
 # -- the command line ---------------------------------------------------------------------
@@ -116,15 +89,15 @@ def test_the_public_names_are_the_entry_points():
     ],
 )
 def test_bad_flags_are_clear_errors(capsys, argv, message):
-    assert message in parse_error(capsys, argv)
+    assert message in parse_error(capsys, train.parse_config, argv)
 
 
 def test_resume_needs_a_backup(capsys, tmp_path):
-    message = parse_error(capsys, ["--resume", "--out", str(tmp_path)])
+    message = parse_error(capsys, train.parse_config, ["--resume", "--out", str(tmp_path)])
     assert f"--resume, but there is no backup at {tmp_path / 'backup'}" in message
 
 
-def test_a_loss_missing_from_the_package_fails_the_import():
+def test_a_loss_missing_from_the_package_fails_the_import(run_module):
     # The script imports its losses from companion.keras: one renamed or removed there fails
     # the import of the script (and of this file), not a run that picks it, nor a skip.
     code = "import companion.keras; del companion.keras.dice; import companion.keras.train"
@@ -136,7 +109,7 @@ def test_a_loss_missing_from_the_package_fails_the_import():
 # -- a run and its outputs ----------------------------------------------------------------
 
 
-def test_the_module_trains_and_writes_its_outputs(tmp_path):
+def test_the_module_trains_and_writes_its_outputs(tmp_path, run_module):
     result = run_module(
         "-m", "companion.keras.train", *TINY, "--epochs", "2", "--out", str(tmp_path)
     )
@@ -187,7 +160,9 @@ def test_resume_refuses_a_different_model(capsys, tmp_path):
     saved = dataclasses.asdict(train.parse_config([*TINY, "--out", str(tmp_path)]))
     (tmp_path / "config.json").write_text(json.dumps(saved))
     message = parse_error(
-        capsys, [*TINY, "--epochs", "2", "--out", str(tmp_path), "--resume", "--depth", "1"]
+        capsys,
+        train.parse_config,
+        [*TINY, "--epochs", "2", "--out", str(tmp_path), "--resume", "--depth", "1"],
     )
     assert "was trained with --depth 2" in message
 

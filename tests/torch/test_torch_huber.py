@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import reduce, residual_data
 
 from companion import reference
 from companion.torch import HuberLoss, PseudoHuberLoss, huber_loss, pseudo_huber_loss
@@ -20,26 +21,7 @@ LOSSES = {
     ),
 }
 REDUCTIONS = ("mean", "sum", "none")
-
-
-def residual_data(seed, delta, shape=(6, 7)):
-    """float64 input and target whose residuals include 0 and exactly +-delta."""
-    rng = np.random.default_rng(seed)
-    target = rng.normal(size=shape)
-    input = target + rng.normal(scale=2 * delta, size=shape)
-    # Where the target is 0, the residual is the input exactly.
-    boundary = [delta, -delta, 0.0, np.nextafter(delta, 0.0), np.nextafter(-delta, -np.inf)]
-    target.flat[: len(boundary)] = 0.0
-    input.flat[: len(boundary)] = boundary
-    return input, target
-
-
-def reduce(values, reduction):
-    if reduction == "mean":
-        return values.mean()
-    if reduction == "sum":
-        return values.sum()
-    return values
+SHAPE = (6, 7)  # of residual_data
 
 
 @pytest.mark.parametrize("name", LOSSES)
@@ -48,7 +30,7 @@ def reduce(values, reduction):
 @pytest.mark.parametrize("weighted", [False, True])
 def test_matches_reference(name, delta, reduction, weighted):
     loss_fn, _, reference_loss, reference_grad = LOSSES[name]
-    input, target = residual_data(seed=int(10 * delta), delta=delta)
+    input, target = residual_data(seed=int(10 * delta), delta=delta, shape=SHAPE)
     rng = np.random.default_rng(1)
     weight = rng.uniform(0.0, 2.0, size=input.shape) if weighted else np.ones(input.shape)
     residual = input - target
@@ -198,7 +180,7 @@ def test_half_precision(name, dtype):
 def test_mixed_float_dtypes_promote_and_differentiate(name):
     # F.huber_loss alone computes this in float32 and fails in the backward.
     loss_fn, _, reference_loss, reference_grad = LOSSES[name]
-    input, target = residual_data(4, 1.0)
+    input, target = residual_data(4, 1.0, SHAPE)
     input32 = torch.tensor(input, dtype=torch.float32, requires_grad=True)
     loss = loss_fn(input32, torch.tensor(target), reduction="sum")
     assert loss.dtype == torch.float64

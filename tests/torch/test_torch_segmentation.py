@@ -4,6 +4,17 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from _plain_losses import (
+    keras_answer_loop,
+    keras_answer_mask,
+    one_hot,
+    plain_dice,
+    plain_dice_bce,
+    plain_focal,
+    plain_tversky,
+    plain_weighted_cross_entropy,
+)
+from helpers import binary_data, class_data, reduce
 from torch import nn
 
 from companion import reference
@@ -29,27 +40,8 @@ from companion.torch import (
 
 REDUCTIONS = ("mean", "sum", "none")
 RTOL = 1e-12  # float64 against the NumPy reference
-
-
-def binary_data(seed, shape=(3, 1, 5, 6), soft=False):
-    """float64 logits and 0/1 (or soft) targets; the last sample's target is empty."""
-    rng = np.random.default_rng(seed)
-    logits = rng.normal(scale=2.0, size=shape)
-    target = rng.uniform(size=shape) if soft else (rng.uniform(size=shape) < 0.3).astype(float)
-    target[-1] = 0.0
-    return logits, target
-
-
-def class_data(seed, shape=(2, 4, 3, 5)):
-    """float64 logits (N, C, H, W) and class indices (N, H, W)."""
-    rng = np.random.default_rng(seed)
-    logits = rng.normal(scale=2.0, size=shape)
-    target = rng.integers(0, shape[1], size=shape[:1] + shape[2:])
-    return logits, target
-
-
-def reduce(values, reduction):
-    return {"mean": np.mean, "sum": np.sum, "none": np.asarray}[reduction](values)
+BINARY_SHAPE = (3, 1, 5, 6)  # of binary_data unless a test says otherwise: N, C, H, W
+CLASS_SHAPE = (2, 4, 3, 5)  # of class_data's logits unless a test says otherwise
 
 
 def tensors(*arrays):
@@ -68,7 +60,7 @@ def assert_matches(actual: torch.Tensor, expected, rtol=RTOL, atol=1e-15):
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("pos_weight", [None, 4.0])
 def test_weighted_bce_matches_reference_and_builtin(reduction, weighted, pos_weight):
-    logits, target = binary_data(0)
+    logits, target = binary_data(0, BINARY_SHAPE)
     weight = np.random.default_rng(1).uniform(0.0, 3.0, size=logits.shape) if weighted else None
     input, target_t = tensors(logits, target)
     weight_t = None if weight is None else torch.tensor(weight)
@@ -99,21 +91,12 @@ def test_weighted_bce_per_channel_pos_weight_broadcasts():
     assert_matches(ours, expected)
 
 
-def plain_dice(input, target, *, from_logits=True, smooth=1.0, batch=False):
-    # The textbook expression, differentiated by autograd.
-    prob = torch.sigmoid(input) if from_logits else input
-    rows = 1 if batch else input.shape[0]
-    prob, target = prob.reshape(rows, -1), target.reshape(rows, -1)
-    dice = (2 * (prob * target).sum(1) + smooth) / (prob.sum(1) + target.sum(1) + smooth)
-    return 1 - dice
-
-
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("from_logits", [True, False])
 @pytest.mark.parametrize("batch", [False, True])
 @pytest.mark.parametrize("smooth", [1.0, 1e-5])
 def test_dice_matches_reference_and_plain_autograd(reduction, from_logits, batch, smooth):
-    logits, target = binary_data(3)
+    logits, target = binary_data(3, BINARY_SHAPE)
     values = logits if from_logits else 1 / (1 + np.exp(-logits))
     input, target_t = tensors(values, target)
     input.requires_grad_()
@@ -127,9 +110,9 @@ def test_dice_matches_reference_and_plain_autograd(reduction, from_logits, batch
     assert_matches(loss, expected if batch else reduce(expected, reduction))
 
     (grad,) = torch.autograd.grad(loss.sum(), input)
-    plain = plain_dice(input, target_t, from_logits=from_logits, smooth=smooth, batch=batch)
-    if not batch:
-        plain = {"mean": plain.mean(), "sum": plain.sum(), "none": plain}[reduction]
+    plain = plain_dice(
+        input, target_t, from_logits=from_logits, smooth=smooth, batch=batch, reduction=reduction
+    )
     (expected_grad,) = torch.autograd.grad(plain.sum(), input)
     torch.testing.assert_close(grad, expected_grad, rtol=1e-12, atol=1e-16)
 
@@ -140,7 +123,7 @@ def test_dice_matches_reference_and_plain_autograd(reduction, from_logits, batch
 @pytest.mark.parametrize("from_logits", [True, False])
 @pytest.mark.parametrize("batch", [False, True])
 def test_tversky_matches_reference(alpha, beta, from_logits, batch):
-    logits, target = binary_data(4, soft=True)
+    logits, target = binary_data(4, BINARY_SHAPE, soft=True)
     values = logits if from_logits else 1 / (1 + np.exp(-logits))
     loss = tversky_loss(
         *tensors(values, target),
@@ -160,7 +143,7 @@ def test_tversky_matches_reference(alpha, beta, from_logits, batch):
 @pytest.mark.parametrize("pos_weight", [None, 3.0])
 @pytest.mark.parametrize("dice_weight, bce_weight", [(1.0, 1.0), (0.3, 2.0)])
 def test_dice_bce_matches_reference(reduction, pos_weight, dice_weight, bce_weight):
-    logits, target = binary_data(5)
+    logits, target = binary_data(5, BINARY_SHAPE)
     loss = dice_bce_loss(
         *tensors(logits, target),
         dice_weight=dice_weight,
@@ -180,26 +163,18 @@ def test_dice_bce_matches_reference(reduction, pos_weight, dice_weight, bce_weig
     assert_matches(loss, reduce(expected, reduction))
 
 
-def plain_focal(input, target, gamma, alpha):
-    # The composition of autograd operations that the hand-written backward replaces.
-    prob = torch.sigmoid(input)
-    one_minus_p_t = prob * (1 - target) + (1 - prob) * target
-    bce = F.binary_cross_entropy_with_logits(input, target, reduction="none")
-    loss = one_minus_p_t**gamma * bce
-    return loss if alpha is None else loss * (alpha * target + (1 - alpha) * (1 - target))
-
-
 @pytest.mark.parametrize("gamma", [0.0, 0.5, 1.0, 2.0, 3.5])
 @pytest.mark.parametrize("alpha", [None, 0.25, 0.9])
 @pytest.mark.parametrize("soft", [False, True])
 def test_focal_matches_reference_and_plain_autograd(gamma, alpha, soft):
-    logits, target = binary_data(6, soft=soft)
+    logits, target = binary_data(6, BINARY_SHAPE, soft=soft)
     input, target_t = tensors(logits, target)
     input.requires_grad_()
     loss = focal_loss(input, target_t, gamma=gamma, alpha=alpha, reduction="none")
     assert_matches(loss, reference.focal_loss(logits, target, gamma=gamma, alpha=alpha))
     (grad,) = torch.autograd.grad(loss.sum(), input)
-    (expected,) = torch.autograd.grad(plain_focal(input, target_t, gamma, alpha).sum(), input)
+    plain = plain_focal(input, target_t, gamma=gamma, alpha=alpha, reduction="none")
+    (expected,) = torch.autograd.grad(plain.sum(), input)
     torch.testing.assert_close(grad, expected, rtol=1e-10, atol=1e-15)
 
 
@@ -207,7 +182,7 @@ def test_focal_matches_reference_and_plain_autograd(gamma, alpha, soft):
 @pytest.mark.parametrize("with_class_weights", [False, True])
 @pytest.mark.parametrize("with_weight_map", [False, True])
 def test_weighted_cross_entropy_matches_reference(reduction, with_class_weights, with_weight_map):
-    logits, target = class_data(7)
+    logits, target = class_data(7, CLASS_SHAPE)
     rng = np.random.default_rng(8)
     class_weights = rng.uniform(0.2, 3.0, size=4) if with_class_weights else None
     weight_map = rng.uniform(1.0, 10.0, size=target.shape) if with_weight_map else None
@@ -231,7 +206,7 @@ def test_weighted_cross_entropy_matches_reference(reduction, with_class_weights,
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_weighted_cross_entropy_with_class_weights_is_torch_builtin(reduction):
-    logits, target = class_data(9)
+    logits, target = class_data(9, CLASS_SHAPE)
     input, target_t = tensors(logits, target)
     class_weights = torch.tensor([0.5, 1.0, 4.0, 2.0], dtype=torch.float64)
     ours = weighted_cross_entropy(input, target_t, class_weights=class_weights, reduction=reduction)
@@ -241,20 +216,16 @@ def test_weighted_cross_entropy_with_class_weights_is_torch_builtin(reduction):
     torch.testing.assert_close(module(input, target_t), builtin, rtol=1e-15, atol=0.0)
 
 
-def keras_answer_loop(logits, target, cost_matrix):
-    """The widely copied Keras loss: a double loop over (true, predicted) class pairs, NumPy."""
-    n_classes = logits.shape[1]
-    one_hot = np.moveaxis(np.eye(n_classes)[target], -1, 1)
-    is_max = (logits == logits.max(axis=1, keepdims=True)).astype(float)
-    final_mask = np.zeros(target.shape)
-    for true_class in range(n_classes):
-        for predicted_class in range(n_classes):
-            final_mask += (
-                cost_matrix[true_class, predicted_class]
-                * is_max[:, predicted_class]
-                * one_hot[:, true_class]
-            )
-    return final_mask * reference.weighted_cross_entropy(logits, target)
+def keras_answer_per_pixel(logits, target, cost_matrix):
+    """The widely copied Keras loss per pixel: the double loop's weights, in float64, times
+    the reference cross-entropy."""
+    classes = torch.tensor(target)
+    final_mask = keras_answer_mask(
+        torch.tensor(logits),
+        one_hot(classes, logits.shape[1], torch.float64),
+        torch.tensor(cost_matrix),
+    )
+    return final_mask.numpy() * reference.weighted_cross_entropy(logits, target)
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
@@ -266,7 +237,7 @@ def test_cost_sensitive_matches_reference_and_the_loop(reduction):
     )
     expected = reference.cost_sensitive_cross_entropy(logits, target, cost_matrix)
     assert_matches(loss, reduce(expected, reduction))
-    loop = keras_answer_loop(logits, target, cost_matrix)
+    loop = keras_answer_per_pixel(logits, target, cost_matrix)
     np.testing.assert_allclose(expected, loop, rtol=1e-14)
 
 
@@ -278,10 +249,47 @@ def test_cost_sensitive_ties_take_the_first_class_where_the_loop_sums():
         *tensors(logits, target), cost_matrix.tolist(), reduction="none"
     )
     assert_matches(loss, (cost_matrix[[2, 1], 0] * np.log(3.0)).reshape(1, 1, 2))
-    loop = keras_answer_loop(logits, target, cost_matrix)
+    loop = keras_answer_per_pixel(logits, target, cost_matrix)
     np.testing.assert_allclose(
         loop.ravel(), cost_matrix[[2, 1]].sum(axis=1) * np.log(3.0), rtol=1e-15
     )
+
+
+def test_the_benchmarks_plain_expressions_match_the_reference():
+    # benchmarks/segmentation_losses.py times these beside companion.torch's losses, with
+    # their default options: each must compute the loss it stands for.
+    logits, target = binary_data(27, BINARY_SHAPE)
+    input, target_t = tensors(logits, target)
+    class_logits, classes = class_data(28, CLASS_SHAPE)
+    rng = np.random.default_rng(29)
+    class_weights, weight_map = rng.uniform(0.5, 5.0, size=4), rng.uniform(1.0, 10.0, classes.shape)
+    cost_matrix = rng.uniform(1.0, 2.0, size=(4, 4))
+    class_input, classes_t = tensors(class_logits, classes)
+    weights = class_weights[classes] * weight_map
+    pairs = [
+        (plain_dice(input, target_t), reference.dice_loss(logits, target).mean()),
+        (plain_dice_bce(input, target_t), reference.dice_bce_loss(logits, target).mean()),
+        (plain_focal(input, target_t), reference.focal_loss(logits, target, alpha=0.25).mean()),
+        (
+            plain_tversky(input, target_t),
+            reference.tversky_loss(logits, target, alpha=0.3, beta=0.7).mean(),
+        ),
+        (
+            plain_weighted_cross_entropy(
+                class_input, classes_t, torch.tensor(class_weights), torch.tensor(weight_map)
+            ),
+            (reference.weighted_cross_entropy(class_logits, classes) * weights).sum()
+            / weights.sum(),
+        ),
+        (
+            keras_answer_loop(
+                class_input, one_hot(classes_t, 4, torch.float64), torch.tensor(cost_matrix)
+            ),
+            reference.cost_sensitive_cross_entropy(class_logits, classes, cost_matrix).mean(),
+        ),
+    ]
+    for plain, expected in pairs:
+        assert_matches(plain, expected)
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
@@ -323,7 +331,7 @@ def test_expected_cost_limits():
 
 
 def test_limits_and_invariances():
-    logits, target = binary_data(12)
+    logits, target = binary_data(12, BINARY_SHAPE)
     input, target_t = tensors(logits, target)
     # A perfect prediction has Dice and Tversky loss 0.
     assert torch.all(dice_loss(target_t, target_t, from_logits=False, reduction="none") == 0)
@@ -355,7 +363,7 @@ def test_limits_and_invariances():
         rtol=1e-15,
         atol=0.0,
     )
-    class_logits, classes = tensors(*class_data(13))
+    class_logits, classes = tensors(*class_data(13, CLASS_SHAPE))
     plain_ce = F.cross_entropy(class_logits, classes)
     torch.testing.assert_close(
         weighted_cross_entropy(
@@ -388,7 +396,7 @@ def test_limits_and_invariances():
 
 
 def test_weight_map_scales_the_mean_as_a_weighted_average():
-    class_logits, classes = tensors(*class_data(14))
+    class_logits, classes = tensors(*class_data(14, CLASS_SHAPE))
     constant = torch.full(classes.shape, 7.0, dtype=torch.float64)
     plain = weighted_cross_entropy(class_logits, classes)
     weighted = weighted_cross_entropy(class_logits, classes, weight_map=constant)
@@ -716,7 +724,7 @@ def test_the_compile_option_leaves_nn_module_compile_alone():
 def test_dice_tversky_focal_agree_with_monai():
     from monai import losses  # a test dependency (the test extra)
 
-    logits, target = binary_data(19)
+    logits, target = binary_data(19, BINARY_SHAPE)
     input, target_t = tensors(logits, target)
     monai_dice = losses.DiceLoss(sigmoid=True, smooth_nr=0.5, smooth_dr=0.5, reduction="none")
     torch.testing.assert_close(
@@ -749,7 +757,7 @@ def test_dice_tversky_focal_agree_with_monai():
 
 
 def test_modules_match_functions():
-    logits, target = binary_data(20)
+    logits, target = binary_data(20, BINARY_SHAPE)
     input, target_t = tensors(logits, target)
     weight = torch.rand(input.shape, dtype=torch.float64)
     for reduction in REDUCTIONS:
@@ -779,7 +787,7 @@ def test_modules_match_functions():
                 tversky_loss(input, target_t, alpha=0.2, beta=0.8, reduction=reduction),
             ),
         ]
-        class_input, classes = tensors(*class_data(21))
+        class_input, classes = tensors(*class_data(21, CLASS_SHAPE))
         weight_map = torch.rand(classes.shape, dtype=torch.float64)
         cost = torch.rand(4, 4, dtype=torch.float64)
         pairs += [

@@ -3,37 +3,22 @@
 import csv
 import dataclasses
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import parse_error
 
 from companion import training
 from companion.torch import train
 from companion.torch.models import UNet
 
-REPOSITORY = Path(__file__).resolve().parents[2]
 # A U-Net of a few thousand parameters on 32x32 images: each run takes about a second.
 TINY = [
     "--device", "cpu", "--image-size", "32", "--n-train", "16", "--n-val", "8",
     "--batch-size", "8", "--base-channels", "4", "--depth", "2", "--quiet",
 ]  # fmt: skip
-
-
-def run_module(*args, env=None, timeout=120):
-    environment = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run(
-        [sys.executable, *args],
-        cwd=REPOSITORY,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def load_weights(out: Path) -> dict[str, torch.Tensor]:
@@ -44,13 +29,6 @@ def assert_same_weights(first: dict, second: dict, atol: float) -> None:
     assert first.keys() == second.keys()
     for name in first:
         torch.testing.assert_close(first[name], second[name], rtol=0, atol=atol, msg=name)
-
-
-def parse_error(capsys, argv) -> str:
-    with pytest.raises(SystemExit) as exit_info:
-        train.parse_config(argv)
-    assert exit_info.value.code == 2
-    return capsys.readouterr().err
 
 
 # -- the command line ---------------------------------------------------------------------
@@ -104,21 +82,21 @@ def test_help_lists_every_flag_and_the_torchrun_recipe():
     ],
 )
 def test_bad_flags_are_clear_errors(capsys, argv, message):
-    assert message in parse_error(capsys, argv)
+    assert message in parse_error(capsys, train.parse_config, argv)
 
 
 def test_resume_needs_a_checkpoint(capsys, tmp_path):
-    message = parse_error(capsys, ["--resume", "--out", str(tmp_path)])
+    message = parse_error(capsys, train.parse_config, ["--resume", "--out", str(tmp_path)])
     assert f"--resume, but there is no checkpoint at {tmp_path / 'checkpoint.pt'}" in message
 
 
 def test_batch_must_split_evenly_across_processes(capsys, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "3")
-    message = parse_error(capsys, ["--batch-size", "8"])
+    message = parse_error(capsys, train.parse_config, ["--batch-size", "8"])
     assert "--batch-size 8 must be a multiple of the 3 processes" in message
 
 
-def test_a_loss_missing_from_the_package_fails_the_import():
+def test_a_loss_missing_from_the_package_fails_the_import(run_module):
     # The script imports its losses from companion.torch: one renamed or removed there fails
     # the import of the script (and of this file), not a run that picks it, nor a skip.
     code = "import companion.torch; del companion.torch.dice_loss; import companion.torch.train"
@@ -127,7 +105,7 @@ def test_a_loss_missing_from_the_package_fails_the_import():
     assert "cannot import name 'dice_loss' from 'companion.torch'" in result.stderr
 
 
-def test_a_bad_flag_exits_the_process_with_status_2():
+def test_a_bad_flag_exits_the_process_with_status_2(run_module):
     result = run_module("-m", "companion.torch.train", "--amp", "fp16", "--device", "cpu")
     assert result.returncode == 2
     assert "error: --amp fp16 needs CUDA" in result.stderr
@@ -137,7 +115,7 @@ def test_a_bad_flag_exits_the_process_with_status_2():
 # -- a run and its outputs ----------------------------------------------------------------
 
 
-def test_the_module_trains_and_writes_its_outputs(tmp_path):
+def test_the_module_trains_and_writes_its_outputs(tmp_path, run_module):
     result = run_module(
         "-m", "companion.torch.train", *TINY, "--epochs", "2", "--out", str(tmp_path)
     )
@@ -216,13 +194,15 @@ def test_resume_refuses_a_different_model(capsys, tmp_path):
     train.main([*TINY, "--epochs", "1", "--out", str(tmp_path)])
     capsys.readouterr()
     message = parse_error(
-        capsys, [*TINY, "--epochs", "2", "--out", str(tmp_path), "--resume", "--depth", "1"]
+        capsys,
+        train.parse_config,
+        [*TINY, "--epochs", "2", "--out", str(tmp_path), "--resume", "--depth", "1"],
     )
     assert "was trained with --depth 2" in message
 
 
 @pytest.mark.parametrize("loss", ["bce", "wce"])
-def test_torchrun_with_two_processes_trains_as_one_process(tmp_path, loss):
+def test_torchrun_with_two_processes_trains_as_one_process(tmp_path, loss, run_module):
     # Global batch 8: one process takes all 8 images of a step, each of two takes 4. SGD keeps
     # the comparison sharp (Adam would hide a gradient off by a constant factor). wce divides
     # by the weight of the global batch: a per-process weight would move the weights by 1e-3.
@@ -339,7 +319,7 @@ def test_prior_bias_must_match_on_resume(capsys, tmp_path):
     train.main([*TINY, "--epochs", "1", "--out", str(tmp_path)])
     capsys.readouterr()
     argv = [*TINY, "--epochs", "2", "--out", str(tmp_path), "--resume", "--prior-bias"]
-    assert "was trained with --prior-bias False" in parse_error(capsys, argv)
+    assert "was trained with --prior-bias False" in parse_error(capsys, train.parse_config, argv)
 
 
 # -- precision, memory format, benchmark --------------------------------------------------
