@@ -171,6 +171,30 @@ def test_every_glue_reference_has_a_stored_value(path):
     assert referenced <= glued_keys(notebook), sorted(referenced - glued_keys(notebook))
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_every_value_glued_with_a_format_is_a_plain_number(path):
+    # {glue:text}`name:.3f` formats the stored text/plain with float(); a NumPy scalar stores
+    # "np.float64(0.5)", which the book build reports as a warning and fails on.
+    notebook = json.loads(path.read_text())
+    formatted = {
+        key
+        for cell in notebook["cells"]
+        if cell["cell_type"] == "markdown"
+        for key, _ in re.findall(r"\{glue:text\}`([^`:]+):([^`]+)`", text_of(cell))
+    }
+    bad = []
+    for cell in notebook["cells"]:
+        for output in cell.get("outputs", []):
+            name = output.get("metadata", {}).get("scrapbook", {}).get("name")
+            if name in formatted:
+                text = output["data"].get("application/papermill.record/text/plain", "")
+                try:
+                    float(text)
+                except ValueError:
+                    bad.append(f"{name} = {text}")
+    assert not bad, bad
+
+
 # -- the heuristic itself ------------------------------------------------------------------
 
 
