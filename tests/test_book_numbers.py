@@ -146,13 +146,26 @@ def test_every_exception_is_still_in_its_notebook():
             assert token in numbers_in(prose), f"{stem}: {token} is no longer in the prose"
 
 
-GLUE_ROLE = re.compile(r"\{glue(?::\w+)?\}`([^`:]+)(?::[^`]*)?`")
+# {glue:text}`name:format`, {glue}`name` and the other glue roles; the format is group 2.
+GLUE_ROLE = re.compile(r"\{glue(?::\w+)?\}`([^`:]+)(?::([^`]*))?`")
 
 
-def glued_keys(notebook: dict) -> set[str]:
-    """The names glued in a notebook's stored outputs."""
+def glue_references(notebook: dict) -> list[tuple[str, str]]:
+    """Each place the prose glues a name: the name, and its format ("" for none)."""
+    return [
+        (name, form)
+        for cell in notebook["cells"]
+        if cell["cell_type"] == "markdown"
+        for name, form in GLUE_ROLE.findall(text_of(cell))
+    ]
+
+
+def glued_values(notebook: dict) -> dict[str, str]:
+    """The names glued in a notebook's stored outputs, with their stored text/plain."""
     return {
-        output["metadata"]["scrapbook"]["name"]
+        output["metadata"]["scrapbook"]["name"]: output["data"].get(
+            "application/papermill.record/text/plain", ""
+        )
         for cell in notebook["cells"]
         for output in cell.get("outputs", [])
         if "scrapbook" in output.get("metadata", {})
@@ -162,13 +175,8 @@ def glued_keys(notebook: dict) -> set[str]:
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
 def test_every_glue_reference_has_a_stored_value(path):
     notebook = json.loads(path.read_text())
-    referenced = {
-        key
-        for cell in notebook["cells"]
-        if cell["cell_type"] == "markdown"
-        for key in GLUE_ROLE.findall(text_of(cell))
-    }
-    assert referenced <= glued_keys(notebook), sorted(referenced - glued_keys(notebook))
+    missing = {name for name, _ in glue_references(notebook)} - set(glued_values(notebook))
+    assert not missing, sorted(missing)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
@@ -176,23 +184,15 @@ def test_every_value_glued_with_a_format_is_a_plain_number(path):
     # {glue:text}`name:.3f` formats the stored text/plain with float(); a NumPy scalar stores
     # "np.float64(0.5)", which the book build reports as a warning and fails on.
     notebook = json.loads(path.read_text())
-    formatted = {
-        key
-        for cell in notebook["cells"]
-        if cell["cell_type"] == "markdown"
-        for key, _ in re.findall(r"\{glue:text\}`([^`:]+):([^`]+)`", text_of(cell))
-    }
+    values = glued_values(notebook)
     bad = []
-    for cell in notebook["cells"]:
-        for output in cell.get("outputs", []):
-            name = output.get("metadata", {}).get("scrapbook", {}).get("name")
-            if name in formatted:
-                text = output["data"].get("application/papermill.record/text/plain", "")
-                try:
-                    float(text)
-                except ValueError:
-                    bad.append(f"{name} = {text}")
-    assert not bad, bad
+    for name, form in glue_references(notebook):
+        if form and name in values:
+            try:
+                float(values[name])
+            except ValueError:
+                bad.append(f"{name} = {values[name]}")
+    assert not bad, sorted(set(bad))
 
 
 # -- the heuristic itself ------------------------------------------------------------------
