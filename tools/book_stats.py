@@ -6,7 +6,8 @@
 A chapter is a notebook of book/ (intro.md counts as prose only). The columns:
 
 - words: words of the markdown cells, without code blocks, math, directive lines and HTML
-  comments (a glue reference counts as one word);
+  comments (a glue reference counts as one word; the prose inside a directive, such as an
+  admonition, counts);
 - checks: code cells that assert (``assert``, ``assert_allclose``, ``assert_close``, ...) and
   whose input shows on the page (no ``hide-cell``, ``hide-input``, ``remove-cell`` or
   ``remove-input`` tag);
@@ -36,15 +37,42 @@ EXCERPT_LINES = 15
 COLUMNS = ("words", "checks", "dumps", "figures", "wide")
 
 
+def _without_code_blocks(markdown: str) -> str:
+    """The markdown without its code blocks; a directive's fence (```{admonition},
+    :::{dropdown}) is dropped but the prose inside it kept."""
+    kept, code_fence, directive_fences = [], None, []
+    for line in markdown.splitlines():
+        fence = re.match(r"\s*(`{3,}|~{3,}|:{3,})(.*)$", line)
+        if code_fence is not None:
+            if fence and fence.group(1) == code_fence and not fence.group(2).strip():
+                code_fence = None
+            continue
+        if fence:
+            marker, info = fence.group(1), fence.group(2).strip()
+            if not info and directive_fences and directive_fences[-1] == marker:
+                directive_fences.pop()
+            elif info.startswith("{") and not info.startswith("{code"):
+                directive_fences.append(marker)
+            else:
+                code_fence = marker
+            continue
+        kept.append(line)
+    return "\n".join(kept)
+
+
 def prose_words(markdown: str) -> int:
-    """Words of one markdown text, without code, math, directive lines and comments."""
-    text = re.sub(r"```.*?```", " ", markdown, flags=re.S)
+    """Words of one markdown text, without code, math, directive lines and comments.
+
+    >>> prose_words("Two words.\\n```python\\nx = 1\\n```\\n```{note}\\nThree more words\\n```")
+    5
+    """
+    text = _without_code_blocks(markdown)
     text = re.sub(r"<!--.*?-->", " ", text, flags=re.S)
     text = re.sub(r"\$\$.*?\$\$", " ", text, flags=re.S)
     text = re.sub(r"\$[^$\n]+\$", " MATH ", text)
     text = re.sub(r"\{glue:\w+\}`[^`]*`", " NUMBER ", text)
     text = re.sub(r"\{(cite|doc|ref|py:\w+)[^}]*\}`[^`]*`", " REF ", text)
-    text = re.sub(r"^\s*(:::|```|:\w+:).*$", " ", text, flags=re.M)
+    text = re.sub(r"^\s*:[\w-]+:.*$", " ", text, flags=re.M)
     text = re.sub(r"`[^`]*`", " CODE ", text)
     return len(re.findall(r"[A-Za-z0-9][\w'.,-]*", text))
 
