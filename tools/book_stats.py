@@ -14,7 +14,8 @@ A chapter is a notebook of book/ (intro.md counts as prose only). The columns:
 - dumps: code cells that print source (``inspect.getsource`` or a file's text) and show more
   than 15 lines of it;
 - figures: code cells with an image among their outputs (hidden ones too);
-- wide: lines over 90 characters among the shown code and the stored text outputs.
+- wide: lines over 90 characters among the shown code (code cells and the markdown's code
+  blocks) and the stored text outputs.
 """
 
 from __future__ import annotations
@@ -37,15 +38,17 @@ EXCERPT_LINES = 15
 COLUMNS = ("words", "checks", "dumps", "figures", "wide")
 
 
-def _without_code_blocks(markdown: str) -> str:
-    """The markdown without its code blocks; a directive's fence (```{admonition},
-    :::{dropdown}) is dropped but the prose inside it kept."""
-    kept, code_fence, directive_fences = [], None, []
+def _split_code_blocks(markdown: str) -> tuple[str, list[str]]:
+    """The markdown without its code blocks, and the lines of those blocks; a directive's
+    fence (```{admonition}, :::{dropdown}) is dropped but the prose inside it kept."""
+    kept, code, code_fence, directive_fences = [], [], None, []
     for line in markdown.splitlines():
         fence = re.match(r"\s*(`{3,}|~{3,}|:{3,})(.*)$", line)
         if code_fence is not None:
             if fence and fence.group(1) == code_fence and not fence.group(2).strip():
                 code_fence = None
+            else:
+                code.append(line)
             continue
         if fence:
             marker, info = fence.group(1), fence.group(2).strip()
@@ -57,7 +60,7 @@ def _without_code_blocks(markdown: str) -> str:
                 code_fence = marker
             continue
         kept.append(line)
-    return "\n".join(kept)
+    return "\n".join(kept), code
 
 
 def prose_words(markdown: str) -> int:
@@ -66,7 +69,7 @@ def prose_words(markdown: str) -> int:
     >>> prose_words("Two words.\\n```python\\nx = 1\\n```\\n```{note}\\nThree more words\\n```")
     5
     """
-    text = _without_code_blocks(markdown)
+    text, _ = _split_code_blocks(markdown)
     text = re.sub(r"<!--.*?-->", " ", text, flags=re.S)
     text = re.sub(r"\$\$.*?\$\$", " ", text, flags=re.S)
     text = re.sub(r"\$[^$\n]+\$", " MATH ", text)
@@ -102,6 +105,8 @@ def notebook_stats(notebook: dict) -> dict[str, int]:
         source = _text(cell["source"])
         if cell["cell_type"] == "markdown":
             counts["words"] += prose_words(source)
+            _, code = _split_code_blocks(source)
+            counts["wide"] += sum(len(line) > WIDTH for line in code)
             continue
         if cell["cell_type"] != "code":
             continue
@@ -139,7 +144,9 @@ def read_chapters(revision: str | None) -> dict[str, dict[str, int]]:
     for path in paths:
         name = Path(path).stem
         if path.endswith(".md"):
-            stats[name] = dict.fromkeys(COLUMNS, 0) | {"words": prose_words(read(path))}
+            text = read(path)
+            wide = sum(len(line) > WIDTH for line in _split_code_blocks(text)[1])
+            stats[name] = dict.fromkeys(COLUMNS, 0) | {"words": prose_words(text), "wide": wide}
         else:
             stats[name] = notebook_stats(json.loads(read(path)))
     return stats
