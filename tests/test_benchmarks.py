@@ -18,6 +18,11 @@ BENCHMARKS = REPOSITORY / "benchmarks"
 
 SMOKE_RUNS = {
     "huber_torch.py": ["--shape", "2,1,8,8", "--repeats", "1", "--warmup", "0"],
+    "data_loader.py": [
+        "--image-size", "32", "--n-images", "12", "--batch-size", "2", "--steps", "1",
+        "--warmup", "1", "--base-channels", "4", "--depth", "2", "--device", "cpu",
+        "--workers", "0,1",
+    ],
     "segmentation_losses.py": ["--quick", "--no-compile", "--no-monai", "--no-memory"],
     "train_throughput.py": [
         "--variants", "fp32,channels_last", "--image-size", "16", "--batch-size", "2",

@@ -1,12 +1,16 @@
-"""Train a U-Net with Keras 3 on synthetic segmentation data with any of the package's losses::
+"""Train a U-Net with Keras 3 on synthetic segmentation data, or on your own images and masks,
+with any of the package's losses::
 
     python -m companion.keras.train --loss bce --epochs 3 --image-size 64 --n-train 256
+    python -m companion.keras.train --data my_data --loss dice_bce --crop 128 --augment
     python -m companion.keras.train --loss dice_bce --prior-bias --image-size 256
     KERAS_BACKEND=torch python -m companion.keras.train --loss wce --amp bf16
     python -m companion.keras.train --benchmark --image-size 128 --batch-size 16
 
 The Keras twin of companion.torch.train, with the same flags where they apply (channels are
-always last here, and the data live in memory). It runs on the TensorFlow and the PyTorch
+always last here; the synthetic data live in memory, the files of ``--data`` are read lazily
+by a keras.utils.PyDataset, with the split, checks, crops and augmentation of the PyTorch
+script). It runs on the TensorFlow and the PyTorch
 backends (KERAS_BACKEND). Binary losses train on companion.data.small_targets (one output
 channel), multi-class losses on companion.data.touching_shapes (``--n-classes`` channels, one-hot
 targets); the model outputs logits and every loss takes them with from_logits=True.
@@ -16,7 +20,10 @@ CPU). With the TensorFlow backend and more than one GPU, training runs under
 tf.distribute.MirroredStrategy; ``--batch-size`` is the global batch. Mixed precision goes
 through Keras's dtype policy (mixed_bfloat16, or mixed_float16 with loss scaling, GPU only).
 
-In ``--out``: config.json (the flags, checked by ``--resume``); after every epoch,
+In ``--out``: config.json (the flags, checked by ``--resume``, the images' normalisation and
+the class statistics of the training masks; a run without ``--resume`` refuses a folder whose
+config.json is of a different run); after every epoch, threshold.json (binary losses: the
+decision threshold chosen on the validation set, ``{"value", "rule"}``),
 checkpoint.weights.h5 (the model's and the optimizer's variables, written to a temporary file
 and renamed; model.load_weights reads it), backup/ (keras.callbacks.BackupAndRestore's
 training state, which ``--resume`` continues from) and metrics.csv (keras.callbacks.CSVLogger:
@@ -50,6 +57,7 @@ import numpy as np
 
 from companion import training
 from companion.data import confusion_matrix, segmentation_scores
+from companion.folders import NORMALIZATION, DataError, FolderDataset
 from companion.keras import (
     cost_sensitive_categorical_crossentropy,
     dice,
@@ -87,6 +95,7 @@ __all__ = [
 CHECKPOINT = "checkpoint.weights.h5"
 BACKUP = "backup"
 CONFIG = "config.json"
+THRESHOLD = "threshold.json"
 # A backup only resumes a run that builds the same data, model and optimizer, under the same
 # precision policy.
 MUST_MATCH_ON_RESUME = training.MUST_MATCH_ON_RESUME + ("amp",)
@@ -180,6 +189,10 @@ def parse_config(argv: list[str] | None = None) -> Config:
         parser.error("--amp fp16 (mixed_float16) needs a GPU; on the CPU use --amp bf16 or none")
     if config.benchmark and config.resume:
         parser.error("--benchmark writes no checkpoint and cannot be combined with --resume")
+    saved_config = Path(config.out) / CONFIG
+    if not config.resume and not config.benchmark and saved_config.is_file():
+        saved = json.loads(saved_config.read_text())
+        training.check_new_run(parser, config, saved, saved_config, MUST_MATCH_ON_RESUME)
     if config.resume:
         metadata = Path(config.out) / BACKUP / "training_metadata.json"
         if not metadata.is_file():
@@ -232,15 +245,83 @@ def make_datasets(config: Config) -> tuple[tuple, tuple, dict]:
     train_split, val_split, stats = training.make_splits(config)
 
     def arrays(split: training.Split) -> tuple:
-        if config.binary:
-            return split.images[..., None], split.targets[..., None], None
-        targets = np.eye(config.n_classes, dtype=np.float32)[split.targets]
-        sample_weight = split.weight_maps
-        if config.loss == "wce":
-            sample_weight = stats["class_weights"].astype(np.float32)[split.targets]
+        targets, sample_weight = keras_targets(split.targets, split.weight_maps, config, stats)
         return split.images[..., None], targets, sample_weight
 
     return arrays(train_split), arrays(val_split), stats
+
+
+def keras_targets(labels, weight_maps, config: Config, stats: dict) -> tuple:
+    """``(targets, sample_weight or None)`` of label maps ``(N, H, W)``: binary masks
+    ``(N, H, W, 1)`` float32, else one-hot ``(N, H, W, n_classes)``; the per-pixel weights
+    of ``wce`` (each pixel's balanced class weight) or ``wce_map`` (``weight_maps``)."""
+    if config.binary:
+        return labels[..., None].astype(np.float32), None
+    targets = np.eye(config.n_classes, dtype=np.float32)[labels]
+    if config.loss == "wce":
+        return targets, np.asarray(stats["class_weights"], dtype=np.float32)[labels]
+    return targets, weight_maps
+
+
+class FolderBatches(keras.utils.PyDataset):
+    """Batches of a :class:`companion.folders.FolderDataset`, read from disk as Keras asks.
+
+    Training batches (``shuffle=True``) come in the order of :class:`ShuffledBatches` (a
+    permutation seeded by ``(seed, epoch)``, the last incomplete batch dropped), and each
+    item's crop and augmentation are seeded by ``(seed, epoch, index)`` as in
+    ``companion.torch.train``; validation batches come in order, the last one kept.
+    """
+
+    def __init__(
+        self, items: FolderDataset, batch_size: int, config: Config, stats: dict, shuffle: bool
+    ):
+        super().__init__()
+        self.items, self.batch_size, self.shuffle = items, batch_size, shuffle
+        self.config, self.stats = config, stats
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Fix the batch order and the random crops of ``epoch``."""
+        self.epoch = epoch
+        if self.shuffle:
+            self.order = np.random.default_rng([self.config.seed, epoch]).permutation(
+                len(self.items)
+            )
+        else:
+            self.order = np.arange(len(self.items))
+
+    def __len__(self) -> int:
+        if self.shuffle:
+            return len(self.items) // self.batch_size
+        return -(-len(self.items) // self.batch_size)
+
+    def __getitem__(self, index: int) -> tuple:
+        indices = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        images, labels, weights = zip(
+            *(self.items.item(int(i), self.epoch) for i in indices), strict=True
+        )
+        weight_maps = None if weights[0] is None else np.stack(weights)
+        targets, sample_weight = keras_targets(
+            np.stack(labels), weight_maps, self.config, self.stats
+        )
+        batch = (np.stack(images), targets)
+        return batch if sample_weight is None else (*batch, sample_weight)
+
+
+class ArrayBatches(keras.utils.PyDataset):
+    """The validation arrays of the synthetic data, in order, as batches."""
+
+    def __init__(self, arrays: tuple, batch_size: int):
+        super().__init__()
+        self.arrays = tuple(array for array in arrays if array is not None)
+        self.batch_size = batch_size
+
+    def __len__(self) -> int:
+        return -(-len(self.arrays[0]) // self.batch_size)
+
+    def __getitem__(self, index: int) -> tuple:
+        window = slice(index * self.batch_size, (index + 1) * self.batch_size)
+        return tuple(array[window] for array in self.arrays)
 
 
 class ShuffledBatches(keras.utils.PyDataset):
@@ -321,8 +402,9 @@ def make_model(config: Config, stats: dict) -> keras.Model:
         optimizer = keras.optimizers.SGD(learning_rate=config.lr, momentum=0.9)
     else:
         optimizer = keras.optimizers.Adam(learning_rate=config.lr)
+    size = None if config.data is not None else config.image_size
     model = unet(
-        (config.image_size, config.image_size, 1),
+        (size, size, config.in_channels),
         out_channels=config.out_channels,
         base_channels=config.base_channels,
         depth=config.depth,
@@ -343,21 +425,44 @@ def make_model(config: Config, stats: dict) -> keras.Model:
 
 class ValidationScores(keras.callbacks.Callback):
     """Adds Dice, IoU, precision and recall on the validation set (pooled over its pixels,
-    averaged over the non-background classes) and ``train_loss`` to each epoch's logs."""
+    averaged over the non-background classes) and ``train_loss`` to each epoch's logs; for a
+    binary model, writes the decision threshold that the validation set gives the epoch's
+    weights to ``threshold_path`` (:func:`companion.training.choose_threshold`)."""
 
-    def __init__(self, images, targets, config: Config):
+    def __init__(self, batches, config: Config, threshold_path: Path | None = None):
         super().__init__()
-        self.images = images
-        self.binary = config.binary
-        self.batch_size = config.batch_size
+        self.batches = batches
+        self.config = config
         self.n_classes = 2 if config.binary else config.n_classes
-        self.truth = targets[..., 0].astype(np.int64) if config.binary else targets.argmax(-1)
+        self.threshold_path = threshold_path
 
     def on_epoch_end(self, epoch, logs=None):
-        logits = self.model.predict(self.images, batch_size=self.batch_size, verbose=0)
-        predicted = (logits[..., 0] > 0).astype(np.int64) if self.binary else logits.argmax(-1)
-        logs.update(segmentation_scores(confusion_matrix(self.truth, predicted, self.n_classes)))
+        bins = training.THRESHOLD_BINS
+        confusion = np.zeros((self.n_classes, self.n_classes), dtype=np.int64)
+        histogram = np.zeros(2 * bins, dtype=np.int64)
+        for index in range(len(self.batches)):
+            images, targets = self.batches[index][:2]
+            logits = keras.ops.convert_to_numpy(self.model.predict_on_batch(images))
+            logits = logits.astype(np.float32)
+            if self.config.binary:
+                truth = targets[..., 0].astype(np.int64)
+                predicted = (logits[..., 0] > 0).astype(np.int64)
+                probability = 1.0 / (1.0 + np.exp(-logits[..., 0].astype(np.float64)))
+                probability_bin = np.clip((probability * bins).astype(np.int64), 0, bins - 1)
+                histogram += np.bincount(
+                    (truth * bins + probability_bin).ravel(), minlength=2 * bins
+                )
+            else:
+                truth, predicted = targets.argmax(-1), logits.argmax(-1)
+            confusion += confusion_matrix(truth, predicted, self.n_classes)
+        logs.update(segmentation_scores(confusion))
         logs["train_loss"] = logs["loss"]
+        if self.config.binary and self.threshold_path is not None:
+            negatives, positives = histogram.reshape(2, bins)
+            threshold = training.choose_threshold(
+                positives, negatives, self.config.target_precision, self.config.target_recall
+            )
+            write_json_durably(self.threshold_path, threshold)
 
 
 class MetricsLogger(keras.callbacks.CSVLogger):
@@ -381,6 +486,13 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         replace_durably(temporary, self.path)
 
 
+def write_json_durably(path: Path, value) -> None:
+    """Write ``value`` as JSON to ``path``: a temporary file, then a rename."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(value, indent=2))
+    replace_durably(temporary, path)
+
+
 def read_metrics(path: Path) -> list[dict]:
     """The rows of a ``metrics.csv``, as dictionaries of floats."""
     with open(path, newline="") as file:
@@ -390,22 +502,44 @@ def read_metrics(path: Path) -> list[dict]:
 # -- training -----------------------------------------------------------------------------
 
 
-def train(config: Config) -> list[dict]:
+def make_batches(config: Config, splits: training.FolderSplits | None = None):
+    """The training batches (with ``set_epoch``), the validation batches and the statistics
+    of the training masks: of ``--data`` (``splits``, read and checked here if None), else of
+    the synthetic data in memory."""
+    if config.data is None:
+        (images, targets, weights), validation, stats = make_datasets(config)
+        batches = ShuffledBatches((images, targets, weights), config.batch_size, config.seed)
+        return batches, ArrayBatches(validation, config.batch_size), stats
+    if splits is None:
+        splits = training.folder_splits(config)
+    config.in_channels = splits.channels
+    batches = FolderBatches(splits.train, config.batch_size, config, splits.stats, shuffle=True)
+    validation = FolderBatches(splits.val, config.batch_size, config, splits.stats, shuffle=False)
+    return batches, validation, splits.stats
+
+
+def train(config: Config, splits: training.FolderSplits | None = None) -> list[dict]:
     """Fit with the callbacks that checkpoint, back up, score and log; returns every epoch's
-    metrics (of this and earlier runs)."""
+    metrics (of this and earlier runs). With ``--data``, the data are ``splits`` (:func:`main`
+    read and checked them), or read here if None.
+
+    config.json holds the configuration, the images' ``normalization``
+    (:data:`companion.folders.NORMALIZATION`) and the class ``statistics`` of the training
+    masks; for the binary losses, threshold.json holds the decision threshold that the
+    validation set gives the last epoch's weights, ``{"value", "rule"}``.
+    """
+    batches, validation, stats = make_batches(config, splits)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     backup = out / BACKUP
     if not config.resume:
         # A stale backup would make BackupAndRestore resume a run nobody asked to resume.
         shutil.rmtree(backup, ignore_errors=True)
-        (out / CONFIG).write_text(json.dumps(dataclasses.asdict(config), indent=2))
-
-    (images, targets, weights), (val_images, val_targets, val_weights), stats = make_datasets(
-        config
-    )
-    validation = (val_images, val_targets) + ((val_weights,) if val_weights is not None else ())
-    batches = ShuffledBatches((images, targets, weights), config.batch_size, config.seed)
+        saved = dataclasses.asdict(config)
+        saved["normalization"] = NORMALIZATION
+        saved["statistics"] = training.plain_statistics(stats)
+        (out / CONFIG).write_text(json.dumps(saved, indent=2))
+    print(training.describe_statistics(stats, config.binary), flush=True)
     with distribution_scope(config):
         model = make_model(config, stats)
         callbacks = [
@@ -413,7 +547,7 @@ def train(config: Config) -> list[dict]:
             keras.callbacks.LambdaCallback(
                 on_epoch_begin=lambda epoch, logs: batches.set_epoch(epoch)
             ),
-            ValidationScores(val_images, val_targets, config),
+            ValidationScores(validation, config, out / THRESHOLD),
             AtomicCheckpoint(out / CHECKPOINT),
             keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=False),
             MetricsLogger(str(out / METRICS), append=config.resume),
@@ -439,19 +573,21 @@ def train(config: Config) -> list[dict]:
 # -- benchmark ----------------------------------------------------------------------------
 
 
-def benchmark(config: Config, warmup: int = 3) -> BenchmarkResult:
+def benchmark(
+    config: Config, warmup: int = 3, splits: training.FolderSplits | None = None
+) -> BenchmarkResult:
     """Time ``train_on_batch`` on one batch: the first call (tracing) separately, then
     ``warmup - 1`` untimed ones, then ``config.benchmark_steps`` timed ones."""
-    (images, targets, weights), _, stats = make_datasets(config)
-    batch = slice(0, config.batch_size)
-    weights = None if weights is None else weights[batch]
+    batches, _, stats = make_batches(config, splits)
+    images, targets, *weights = batches[0]
+    weights = weights[0] if weights else None
     with distribution_scope(config):
         model = make_model(config, stats)
 
         def timed_step() -> float:
             started = time.perf_counter()
             # Returning the loss as a Python float waits for the step to finish.
-            float(model.train_on_batch(images[batch], targets[batch], sample_weight=weights))
+            float(model.train_on_batch(images, targets, sample_weight=weights))
             return time.perf_counter() - started
 
         return training.time_steps(timed_step, config.benchmark_steps, config.batch_size, warmup)
@@ -463,18 +599,25 @@ def benchmark(config: Config, warmup: int = 3) -> BenchmarkResult:
 def main(argv: list[str] | None = None) -> list[dict] | BenchmarkResult:
     """Run the script on ``argv``: train and return every epoch's metrics, or benchmark."""
     config = parse_config(argv)
+    splits = None
+    if config.data is not None:
+        try:
+            splits = training.folder_splits(config)
+        except DataError as error:
+            training.exit_with_data_error("python -m companion.keras.train", error)
     keras.utils.clear_session()
     keras.utils.set_random_seed(config.seed)
     with precision_policy(config.amp):
         if config.benchmark:
-            result = benchmark(config)
+            result = benchmark(config, splits=splits)
+            size = config.crop or config.image_size
             print(
                 f"{keras.backend.backend()} backend, {config.amp} precision, "
-                f"{config.image_size}x{config.image_size}, batch {config.batch_size}: "
-                f"{result.summary()}"
+                + (f"{size}x{size}, " if size else "")
+                + f"batch {config.batch_size}: {result.summary()}"
             )
             return result
-        return train(config)
+        return train(config, splits)
 
 
 if __name__ == "__main__":

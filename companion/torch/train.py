@@ -1,7 +1,10 @@
-"""Train a U-Net on synthetic segmentation data with any of the package's losses::
+"""Train a U-Net on synthetic segmentation data, or on your own images and masks, with any of
+the package's losses::
 
     python -m companion.torch.train --loss bce --epochs 3 --image-size 64 --n-train 256
     python -m companion.torch.train --loss dice_bce --prior-bias --image-size 256
+    python -m companion.torch.train --data my_data --loss dice_bce --crop 128 --augment \\
+        --num-workers 2 --target-precision 0.9
     python -m companion.torch.train --loss wce --device cuda --amp bf16 --channels-last --compile
     torchrun --standalone --nproc_per_node 4 -m companion.torch.train --loss dice_bce
     python -m companion.torch.train --benchmark --image-size 128 --batch-size 16
@@ -9,6 +12,13 @@
 Binary losses train on companion.data.small_targets (one output channel, about 1% positive
 pixels), multi-class losses on companion.data.touching_shapes (``--n-classes`` output channels).
 The model outputs logits; every loss takes them as they are.
+
+``--data DIR`` trains on a folder instead: DIR/images and DIR/masks paired by file name (PNG,
+TIFF or .npy; see companion.folders), the validation set from DIR/val or ``--val-fraction`` of
+the pairs. Every file is read and checked first: a bad one stops the run with one line naming
+it (exit status 2). The items are then read lazily by the DataLoader's workers, resized
+(``--image-size``), cropped (``--crop``: random crops for training, tiles for validation) and
+augmented (``--augment``), each seeded by the seed, the epoch and its index.
 
 The same command runs on a laptop CPU, one GPU or many. The device is picked at run time
 (CUDA, then MPS, then CPU). Launched by torchrun (which sets RANK, WORLD_SIZE, LOCAL_RANK),
@@ -20,11 +30,14 @@ across processes). Rank 0 alone shows progress, logs and writes.
 
 In ``--out``, after every epoch: checkpoint.pt (written to a temporary file, then renamed; it
 holds the model's state dict, the optimizer, the grad scaler, the epoch, the metrics so far,
-the configuration and the RNG states, and loads with torch.load(..., weights_only=True)) and
+the configuration and the RNG states, the images' normalisation, the class statistics of the
+training masks and, for the binary losses, the decision threshold chosen on the validation
+set, and loads with torch.load(..., weights_only=True)) and
 metrics.csv (epoch, train_loss, val_loss, dice, iou, precision, recall on the validation
 set, macro-averaged over the non-background classes); at the end, curves.png. ``--resume``
 continues from checkpoint.pt: a run of 2 epochs and a run of 1 epoch resumed to 2 end with
-the same weights.
+the same weights. Without ``--resume``, a run refuses an ``--out`` that holds the checkpoint of
+a different run.
 
 The file reads top to bottom: configuration, setup (distributed, device, precision, seed),
 data, model, losses, evaluation, checkpoints, the loop, and the benchmark.
@@ -45,11 +58,12 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, Subset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, Subset, TensorDataset
 from tqdm import tqdm
 
 from companion import training
 from companion.data import segmentation_scores
+from companion.folders import NORMALIZATION, DataError, FolderDataset
 from companion.torch import (
     cost_sensitive_cross_entropy,
     dice_bce_loss,
@@ -162,9 +176,11 @@ def _parse_command_line(argv: list[str] | None) -> tuple[Config, dict | None]:
     _check_system(parser, config)
     if config.benchmark and config.resume:
         parser.error("--benchmark writes no checkpoint and cannot be combined with --resume")
-    if not config.resume:
-        return config, None
     path = Path(config.out) / CHECKPOINT
+    if not config.resume:
+        if path.is_file() and not config.benchmark:
+            training.check_new_run(parser, config, load_checkpoint(path)["config"], path)
+        return config, None
     if not path.is_file():
         parser.error(f"--resume, but there is no checkpoint at {path}")
     checkpoint = load_checkpoint(path)
@@ -277,6 +293,60 @@ def make_datasets(config: Config) -> tuple[TensorDataset, TensorDataset, dict]:
     return _tensor_dataset(train_split, config), _tensor_dataset(val_split, config), stats
 
 
+class FolderItems(Dataset):
+    """A :class:`companion.folders.FolderDataset` as tensors, in the layout of
+    :func:`make_datasets` (images ``(C, H, W)``), read lazily by the DataLoader's workers.
+
+    A key is an index or ``(index, epoch)`` (:class:`EpochSampler`'s): the epoch seeds the
+    random crop and augmentation of a training item, whichever worker or process reads it.
+    """
+
+    def __init__(self, items: FolderDataset):
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, key):
+        index, epoch = key if isinstance(key, tuple) else (key, 0)
+        image, labels, weight_map = self.items.item(index, epoch)
+        image = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        if self.items.binary:
+            target = torch.from_numpy(labels.astype(np.float32))[None]
+        else:
+            target = torch.from_numpy(labels)
+        if weight_map is None:
+            return image, target
+        return image, target, torch.from_numpy(np.ascontiguousarray(weight_map))
+
+
+class EpochSampler(Sampler):
+    """The indices of a DistributedSampler, each with the epoch: ``(index, epoch)``."""
+
+    def __init__(self, sampler: DistributedSampler):
+        self.sampler = sampler
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.sampler.set_epoch(epoch)
+
+    def __iter__(self):
+        return ((index, self.epoch) for index in self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
+def make_folder_datasets(config: Config, splits: training.FolderSplits | None = None):
+    """The training and validation sets of ``--data`` (:func:`companion.training.folder_splits`,
+    which checks every file first), and the statistics of the training masks."""
+    if splits is None:
+        splits = training.folder_splits(config)
+    config.in_channels = splits.channels
+    return FolderItems(splits.train), FolderItems(splits.val), splits.stats
+
+
 def _tensor_dataset(split: training.Split, config: Config) -> TensorDataset:
     """A split's arrays as tensors in the layout of :func:`make_datasets`."""
     if config.binary:
@@ -311,6 +381,8 @@ def make_loaders(config: Config, runtime: Runtime, train_set, val_set):
         "pin_memory": runtime.device.type == "cuda",
         "persistent_workers": config.num_workers > 0,
     }
+    if isinstance(train_set, FolderItems):
+        sampler = EpochSampler(sampler)
     train_loader = DataLoader(train_set, sampler=sampler, drop_last=True, **common)
     shard = Subset(val_set, range(runtime.rank, len(val_set), runtime.world_size))
     val_loader = DataLoader(shard, shuffle=False, **common)
@@ -336,7 +408,7 @@ def make_model(config: Config, runtime: Runtime, head_bias=None):
     ``head_bias`` (one value per output channel), if given, replaces the output layer's
     initial bias (``--prior-bias``), before DDP copies the weights of process 0 to the others.
     """
-    model = UNet(1, config.out_channels, config.base_channels, config.depth)
+    model = UNet(config.in_channels, config.out_channels, config.base_channels, config.depth)
     if head_bias is not None:
         with torch.no_grad():
             model.head.bias.copy_(torch.as_tensor(head_bias, dtype=model.head.bias.dtype))
@@ -476,14 +548,21 @@ def predictions(logits: torch.Tensor, targets: torch.Tensor, binary: bool):
 
 
 @torch.no_grad()
-def evaluate(model, loader, loss_terms, config: Config, runtime: Runtime) -> dict[str, float]:
-    """Validation loss and pooled scores, summed over every rank's slice of the data;
-    ``loss_terms`` is :func:`build_loss_terms`'s."""
+def evaluate(
+    model, loader, loss_terms, config: Config, runtime: Runtime
+) -> tuple[dict[str, float], dict | None]:
+    """Validation loss and pooled scores, summed over every rank's slice of the data
+    (``loss_terms`` is :func:`build_loss_terms`'s); and, for a binary model, the decision
+    threshold that the validation set gives (:func:`companion.training.choose_threshold`),
+    else None."""
     model.eval()
     n_classes = 2 if config.binary else config.n_classes
     # The loss's numerator and denominator, summed over batches and processes.
     totals = torch.zeros(2, dtype=runtime.sum_dtype, device=runtime.device)
     confusion = torch.zeros(n_classes * n_classes, dtype=torch.int64, device=runtime.device)
+    # Counts of the negative and the positive pixels per bin of predicted probability.
+    bins = training.THRESHOLD_BINS
+    histogram = torch.zeros(2 * bins, dtype=torch.int64, device=runtime.device)
     for batch in loader:
         images, targets, weight_map = to_device(batch, config, runtime.device)
         with runtime.autocast():
@@ -496,12 +575,24 @@ def evaluate(model, loader, loss_terms, config: Config, runtime: Runtime) -> dic
         confusion += torch.bincount(
             (truth * n_classes + predicted).flatten(), minlength=n_classes * n_classes
         )
+        if config.binary:
+            probability_bin = (torch.sigmoid(logits[:, 0]) * bins).long().clamp_(0, bins - 1)
+            histogram += torch.bincount(
+                (truth * bins + probability_bin).flatten(), minlength=2 * bins
+            )
     if runtime.distributed:
         dist.all_reduce(totals)
         dist.all_reduce(confusion)
+        dist.all_reduce(histogram)
     model.train()
     scores = segmentation_scores(confusion.view(n_classes, n_classes).cpu().numpy())
-    return {"val_loss": (totals[0] / totals[1]).item(), **scores}
+    threshold = None
+    if config.binary:
+        negatives, positives = histogram.view(2, bins).cpu().numpy()
+        threshold = training.choose_threshold(
+            positives, negatives, config.target_precision, config.target_recall
+        )
+    return {"val_loss": (totals[0] / totals[1]).item(), **scores}, threshold
 
 
 # -- checkpoints and outputs --------------------------------------------------------------
@@ -557,9 +648,13 @@ def restore_checkpoint(checkpoint: dict, model, optimizer, scaler) -> tuple[int,
     return checkpoint["epoch"], checkpoint["history"]
 
 
-def save_checkpoint(path: Path, model, optimizer, scaler, epoch, history, config) -> None:
+def save_checkpoint(
+    path: Path, model, optimizer, scaler, epoch, history, config, extras: dict | None = None
+) -> None:
     """Write the training state to ``path`` atomically: a temporary file, then a rename
-    (:func:`companion.training.replace_durably`)."""
+    (:func:`companion.training.replace_durably`). ``extras`` (plain values) are stored beside
+    it: :func:`train` adds ``normalization``, ``statistics`` and, for binary losses,
+    ``threshold``."""
     state = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -568,6 +663,7 @@ def save_checkpoint(path: Path, model, optimizer, scaler, epoch, history, config
         "history": history,
         "config": dataclasses.asdict(config),
         "rng": rng_states(),
+        **(extras or {}),
     }
     temporary = path.with_name(path.name + ".tmp")
     torch.save(state, temporary)
@@ -605,8 +701,9 @@ def train_step(trained, batch, loss_fn, optimizer, scaler, runtime: Runtime) -> 
 class Prepared:
     """What :func:`prepare` builds for a run, on the runtime's device."""
 
-    train_set: TensorDataset
-    val_set: TensorDataset
+    train_set: Dataset  # a TensorDataset, or FolderItems with --data
+    val_set: Dataset
+    stats: dict  # the class statistics of the training masks
     model: UNet  # the U-Net, whose state dict is saved
     forward: torch.nn.Module  # the module that evaluates (compiled under --compile)
     trained: torch.nn.Module  # the module that trains (in DDP under torchrun)
@@ -616,9 +713,15 @@ class Prepared:
     loss_terms: Callable  # build_loss_terms's, for the validation loss
 
 
-def prepare(config: Config, runtime: Runtime) -> Prepared:
-    """Data, model, optimizer, grad scaler and loss, all on the runtime's device."""
-    train_set, val_set, stats = make_datasets(config)
+def prepare(
+    config: Config, runtime: Runtime, splits: training.FolderSplits | None = None
+) -> Prepared:
+    """Data, model, optimizer, grad scaler and loss, all on the runtime's device; with
+    ``--data``, from ``splits`` (read and checked here if None)."""
+    if config.data is None:
+        train_set, val_set, stats = make_datasets(config)
+    else:
+        train_set, val_set, stats = make_folder_datasets(config, splits)
     head_bias = training.prior_bias(stats["frequencies"]) if config.prior_bias else None
     model, forward, trained = make_model(config, runtime, head_bias)
     if config.optimizer == "sgd":
@@ -629,7 +732,7 @@ def prepare(config: Config, runtime: Runtime) -> Prepared:
     loss_fn = build_loss(config, stats, runtime.device, runtime.world_size)
     loss_terms = build_loss_terms(config, stats, runtime.device)
     return Prepared(
-        train_set, val_set, model, forward, trained, optimizer, scaler, loss_fn, loss_terms
+        train_set, val_set, stats, model, forward, trained, optimizer, scaler, loss_fn, loss_terms
     )
 
 
@@ -662,13 +765,24 @@ def train_epoch(prepared: Prepared, loader, epoch: int, config: Config, runtime:
     return (totals[0] / totals[1]).item()
 
 
-def train(config: Config, runtime: Runtime, checkpoint: dict | None = None) -> list[dict]:
+def train(
+    config: Config,
+    runtime: Runtime,
+    checkpoint: dict | None = None,
+    splits: training.FolderSplits | None = None,
+) -> list[dict]:
     """The training loop; returns the metrics of every epoch (of this and earlier runs).
 
     With ``--resume``, the run continues from ``checkpoint`` (the one :func:`main`'s check
-    read), or from the one in ``--out`` if none is given.
+    read), or from the one in ``--out`` if none is given. With ``--data``, the data are
+    ``splits`` (:func:`main` read and checked them), or read here if None.
+
+    Each checkpoint holds, beside the training state, the images' ``normalization``
+    (:data:`companion.folders.NORMALIZATION`), the class ``statistics`` of the training masks
+    and, for the binary losses, the decision ``threshold`` that the validation set gives the
+    checkpoint's weights, ``{"value", "rule"}`` (:func:`companion.training.choose_threshold`).
     """
-    prepared = prepare(config, runtime)
+    prepared = prepare(config, runtime, splits)
     model, optimizer, scaler = prepared.model, prepared.optimizer, prepared.scaler
     train_loader, val_loader, sampler = make_loaders(
         config, runtime, prepared.train_set, prepared.val_set
@@ -685,16 +799,28 @@ def train(config: Config, runtime: Runtime, checkpoint: dict | None = None) -> l
             print(f"resuming from {checkpoint_path} after epoch {start_epoch}")
     if runtime.main_process:
         out.mkdir(parents=True, exist_ok=True)
+        print(training.describe_statistics(prepared.stats, config.binary), flush=True)
+    extras = {
+        "normalization": NORMALIZATION,
+        "statistics": training.plain_statistics(prepared.stats),
+    }
 
     for epoch in range(start_epoch + 1, config.epochs + 1):
         started = time.perf_counter()
         sampler.set_epoch(epoch)
         train_loss = train_epoch(prepared, train_loader, epoch, config, runtime)
         row = {"epoch": epoch, "train_loss": train_loss}
-        row.update(evaluate(prepared.forward, val_loader, prepared.loss_terms, config, runtime))
+        scores, threshold = evaluate(
+            prepared.forward, val_loader, prepared.loss_terms, config, runtime
+        )
+        row.update(scores)
         history.append(row)
+        if threshold is not None:
+            extras["threshold"] = threshold
         if runtime.main_process:
-            save_checkpoint(checkpoint_path, model, optimizer, scaler, epoch, history, config)
+            save_checkpoint(
+                checkpoint_path, model, optimizer, scaler, epoch, history, config, extras
+            )
             write_metrics(out / METRICS, history)
             print(
                 f"epoch {epoch}/{config.epochs}  "
@@ -721,10 +847,12 @@ def synchronize(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
-def benchmark_step(config: Config, runtime: Runtime) -> Callable[[], float]:
+def benchmark_step(
+    config: Config, runtime: Runtime, splits: training.FolderSplits | None = None
+) -> Callable[[], float]:
     """A function that runs one training step on one batch (always the same) and returns its
     wall time in seconds, waiting for the device to finish."""
-    prepared = prepare(config, runtime)
+    prepared = prepare(config, runtime, splits)
     train_loader, _, _ = make_loaders(config, runtime, prepared.train_set, prepared.val_set)
     batch = to_device(next(iter(train_loader)), config, runtime.device)
     step = (prepared.trained, batch, prepared.loss_fn, prepared.optimizer, prepared.scaler)
@@ -739,11 +867,16 @@ def benchmark_step(config: Config, runtime: Runtime) -> Callable[[], float]:
     return timed_step
 
 
-def benchmark(config: Config, runtime: Runtime, warmup: int = 3) -> BenchmarkResult:
+def benchmark(
+    config: Config,
+    runtime: Runtime,
+    warmup: int = 3,
+    splits: training.FolderSplits | None = None,
+) -> BenchmarkResult:
     """Time training steps: the first (compilation) separately, then ``warmup - 1`` untimed
     ones, then ``config.benchmark_steps`` timed ones (:func:`companion.training.time_steps`)."""
     return training.time_steps(
-        benchmark_step(config, runtime), config.benchmark_steps, config.batch_size, warmup
+        benchmark_step(config, runtime, splits), config.benchmark_steps, config.batch_size, warmup
     )
 
 
@@ -751,9 +884,11 @@ def describe(config: Config, runtime: Runtime) -> str:
     """One line on the precision, device, image size and batch of a benchmark."""
     precision = {"none": "fp32", "bf16": "bf16 autocast", "fp16": "fp16 autocast"}[config.amp]
     options = [precision] + ["channels-last"] * config.channels_last + ["compiled"] * config.compile
+    size = config.crop or config.image_size
     return (
         f"{', '.join(options)} on {runtime.device.type} x {runtime.world_size}, "
-        f"{config.image_size}x{config.image_size}, batch {config.batch_size}"
+        + (f"{size}x{size}, " if size else "")
+        + f"batch {config.batch_size}"
     )
 
 
@@ -763,14 +898,22 @@ def describe(config: Config, runtime: Runtime) -> str:
 def main(argv: list[str] | None = None) -> list[dict] | BenchmarkResult:
     """Run the script on ``argv``: train and return every epoch's metrics, or benchmark."""
     config, checkpoint = _parse_command_line(argv)
+    splits = None
+    if config.data is not None:
+        # Every file is checked before training, and before torchrun's processes connect.
+        try:
+            splits = training.folder_splits(config)
+        except DataError as error:
+            training.exit_with_data_error("python -m companion.torch.train", error)
+        config.in_channels = splits.channels
     runtime = setup(config)
     try:
         if config.benchmark:
-            result = benchmark(config, runtime)
+            result = benchmark(config, runtime, splits=splits)
             if runtime.main_process:
                 print(f"{describe(config, runtime)}: {result.summary()}")
             return result
-        return train(config, runtime, checkpoint)
+        return train(config, runtime, checkpoint, splits)
     finally:
         if runtime.distributed and dist.is_initialized():
             dist.destroy_process_group()

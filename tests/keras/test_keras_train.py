@@ -1,4 +1,5 @@
-"""python -m companion.keras.train on the current Keras backend: flags, outputs, resume, losses.
+"""python -m companion.keras.train on the current Keras backend: flags, outputs, resume, losses,
+and training on a folder of image files (--data).
 
 `make test` runs this file under KERAS_BACKEND=tensorflow and again under KERAS_BACKEND=torch;
 the subprocesses inherit the backend (run_module's variables, in tests/keras/conftest.py).
@@ -14,14 +15,33 @@ import keras
 import numpy as np
 import pytest
 from helpers import parse_error
+from test_folders import BAD_INPUTS, bad_folder, write_pairs
 
-from companion import training
+from companion import folders, training
+from companion.data import small_targets
 from companion.keras import train
 
 TINY = [
     "--device", "cpu", "--image-size", "32", "--n-train", "16", "--n-val", "8",
     "--batch-size", "8", "--base-channels", "4", "--depth", "2", "--quiet",
 ]  # fmt: skip
+
+
+# A folder of 16 images: 12 train, 4 validate, in batches of 4.
+DATA = [
+    "--device", "cpu", "--batch-size", "4", "--base-channels", "4", "--depth", "2", "--quiet",
+    "--val-fraction", "0.25",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    """16 PNG pairs of 32x32 small_targets images (uint8) and 0/255 masks."""
+    root = tmp_path_factory.mktemp("data")
+    images, masks = small_targets(16, size=32, seed=0)
+    images = np.clip(images * 60 + 100, 0, 255).astype(np.uint8)
+    write_pairs(root, images, (masks * 255).astype(np.uint8))
+    return root
 
 
 def saved_variables(path: Path) -> dict[str, np.ndarray]:
@@ -58,7 +78,10 @@ def eager(monkeypatch):
 def test_every_config_field_has_a_flag_with_help():
     parser = train.build_parser()
     actions = {action.dest: action for action in parser._actions if action.dest != "help"}
-    assert set(actions) == {field.name for field in dataclasses.fields(train.Config)}
+    # Every field but in_channels, which the data set.
+    assert set(actions) == {field.name for field in dataclasses.fields(train.Config)} - {
+        "in_channels"
+    }
     for name, action in actions.items():
         assert action.help and len(action.help) > 10, name
 
@@ -126,12 +149,18 @@ def test_the_module_trains_and_writes_its_outputs(tmp_path, run_module):
         "config.json",
         "curves.png",
         "metrics.csv",
+        "threshold.json",
     ]
     with open(tmp_path / "metrics.csv", newline="") as file:
         rows = list(csv.DictReader(file))
     assert list(rows[0]) == list(train.METRIC_COLUMNS)
     assert [row["epoch"] for row in rows] == ["1", "2"]
-    assert json.loads((tmp_path / "config.json").read_text())["base_channels"] == 4
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["base_channels"] == 4 and saved["in_channels"] == 1
+    assert saved["normalization"] == folders.NORMALIZATION
+    assert set(saved["statistics"]) == {"pos_weight", "frequencies"}
+    threshold = json.loads((tmp_path / "threshold.json").read_text())
+    assert set(threshold) == {"value", "rule"} and 0.0 <= threshold["value"] <= 1.0
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -253,3 +282,92 @@ def test_benchmark_reports_images_per_second_and_writes_nothing(tmp_path, capsys
     assert result.images_per_second == pytest.approx(8 / result.median_step_seconds)
     assert "images/s (median of 2 steps" in capsys.readouterr().out
     assert not out.exists()
+
+
+# -- your own data: --data ----------------------------------------------------------------
+
+
+def test_trains_on_a_folder_and_writes_what_prediction_needs(folder, tmp_path):
+    history = train.main(
+        [*DATA, "--data", str(folder), "--crop", "16", "--epochs", "2", "--out", str(tmp_path)]
+    )
+    assert [row["epoch"] for row in history] == [1, 2]
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["data"] == str(folder) and saved["in_channels"] == 1 and saved["crop"] == 16
+    assert saved["normalization"] == folders.NORMALIZATION
+    threshold = json.loads((tmp_path / "threshold.json").read_text())
+    assert threshold["rule"].startswith("max F1 on validation")
+    # What a predictor does: rebuild the U-Net from config.json, load the weights.
+    model = train.unet(
+        (None, None, saved["in_channels"]),
+        out_channels=1,
+        base_channels=saved["base_channels"],
+        depth=saved["depth"],
+    )
+    model.load_weights(tmp_path / train.CHECKPOINT, skip_mismatch=False)
+    assert model.predict(np.zeros((1, 32, 48, 1), "float32"), verbose=0).shape == (1, 32, 48, 1)
+
+
+def test_folder_batches_come_in_the_order_of_the_shuffled_batches(folder):
+    config = train.parse_config([*DATA, "--data", str(folder)])
+    batches, validation, stats = train.make_batches(config)
+    in_memory = train.ShuffledBatches((np.zeros((12, 1)), None), 4, config.seed)
+    for epoch in (0, 3):
+        batches.set_epoch(epoch)
+        in_memory.set_epoch(epoch)
+        np.testing.assert_array_equal(batches.order, in_memory.order)
+    assert (len(batches), len(validation)) == (3, 1)
+    images, targets = batches[0]
+    assert images.shape == (4, 32, 32, 1) and targets.shape == (4, 32, 32, 1)
+    # The split and the statistics are those of the shared pass (the PyTorch script's too).
+    assert stats == training.folder_splits(config).stats
+
+
+def test_multiclass_folder_data_carry_one_hot_targets_and_weight_maps(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(6, 16, 16, 3), dtype=np.uint8)
+    masks = rng.integers(0, 3, size=(6, 16, 16)).astype(np.uint8)
+    write_pairs(tmp_path, images, masks)
+    config = train.parse_config(
+        [*DATA, "--data", str(tmp_path), "--loss", "wce_map", "--batch-size", "2"]
+    )
+    batches, _, _ = train.make_batches(config)
+    images, targets, weights = batches[0]
+    assert images.shape == (2, 16, 16, 3) and config.in_channels == 3
+    assert targets.shape == (2, 16, 16, 3) and weights.shape == (2, 16, 16)
+    model = train.make_model(config, {"frequencies": [0.3, 0.3, 0.4]})
+    assert np.isfinite(float(model.train_on_batch(images, targets, sample_weight=weights)))
+
+
+@pytest.mark.parametrize("case", ["missing mask", "not labels", "size mismatch"])
+def test_bad_input_stops_before_training_naming_the_file(tmp_path, capsys, case):
+    named, _ = bad_folder(tmp_path / "data", case)
+    argv = [*DATA, "--data", str(tmp_path / "data"), "--batch-size", "2", "--val-fraction", "0.34"]
+    with pytest.raises(SystemExit) as exit_info:
+        train.main([*argv, "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"python -m companion.keras.train: error: {named}: ")
+    assert BAD_INPUTS[case] in error and error.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_run_never_overwrites_a_different_run(folder, tmp_path, capsys):
+    argv = [*DATA, "--data", str(folder), "--epochs", "1", "--out", str(tmp_path)]
+    train.main(argv)
+    capsys.readouterr()
+    message = parse_error(capsys, train.parse_config, [*argv, "--augment"])
+    assert f"--out {tmp_path} holds another run" in message
+    assert "was trained with --augment False" in message
+
+
+def test_resumed_run_on_a_folder_ends_with_the_weights_of_an_uninterrupted_one(folder, tmp_path):
+    argv = [*DATA, "--data", str(folder), "--crop", "16", "--augment"]
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    train.main([*argv, "--epochs", "2", "--out", str(straight)])
+    train.main([*argv, "--epochs", "1", "--out", str(resumed)])
+    train.main([*argv, "--epochs", "2", "--out", str(resumed), "--resume"])
+    expected = saved_variables(straight / train.CHECKPOINT)
+    variables = saved_variables(resumed / train.CHECKPOINT)
+    for name, values in expected.items():
+        np.testing.assert_allclose(variables[name], values, rtol=0, atol=1e-6, err_msg=name)

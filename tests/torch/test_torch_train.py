@@ -1,4 +1,5 @@
-"""python -m companion.torch.train: flags, outputs, resume, torchrun, losses, benchmark."""
+"""python -m companion.torch.train: flags, outputs, resume, torchrun, losses, benchmark, and
+training on a folder of image files (--data)."""
 
 import csv
 import dataclasses
@@ -9,8 +10,10 @@ import numpy as np
 import pytest
 import torch
 from helpers import parse_error
+from test_folders import BAD_INPUTS, bad_folder, write_pairs
 
-from companion import training
+from companion import folders, training
+from companion.data import small_targets
 from companion.torch import train
 from companion.torch.models import UNet
 
@@ -25,6 +28,23 @@ def load_weights(out: Path) -> dict[str, torch.Tensor]:
     return torch.load(out / train.CHECKPOINT, weights_only=True)["model"]
 
 
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    """16 PNG pairs of 32x32 small_targets images (uint8) and 0/255 masks."""
+    root = tmp_path_factory.mktemp("data")
+    images, masks = small_targets(16, size=32, seed=0)
+    images = np.clip(images * 60 + 100, 0, 255).astype(np.uint8)
+    write_pairs(root, images, (masks * 255).astype(np.uint8))
+    return root
+
+
+# The flags of TINY for a folder of 16 images: 12 train, 4 validate.
+DATA = [
+    "--device", "cpu", "--batch-size", "4", "--base-channels", "4", "--depth", "2", "--quiet",
+    "--val-fraction", "0.25",
+]  # fmt: skip
+
+
 def assert_same_weights(first: dict, second: dict, atol: float) -> None:
     assert first.keys() == second.keys()
     for name in first:
@@ -37,7 +57,10 @@ def assert_same_weights(first: dict, second: dict, atol: float) -> None:
 def test_every_config_field_has_a_flag_with_help():
     parser = train.build_parser()
     actions = {action.dest: action for action in parser._actions if action.dest != "help"}
-    assert set(actions) == {field.name for field in dataclasses.fields(train.Config)}
+    # Every field but in_channels, which the data set.
+    assert set(actions) == {field.name for field in dataclasses.fields(train.Config)} - {
+        "in_channels"
+    }
     for name, action in actions.items():
         assert action.help and len(action.help) > 10, name
         assert action.option_strings == ["--" + name.replace("_", "-")]
@@ -58,7 +81,8 @@ def test_help_lists_every_flag_and_the_torchrun_recipe():
     assert text.startswith("usage: python -m companion.torch.train")
     assert "torchrun --standalone --nproc_per_node 4 -m companion.torch.train" in text
     for field in dataclasses.fields(train.Config):
-        assert "--" + field.name.replace("_", "-") in text
+        if field.name != "in_channels":
+            assert "--" + field.name.replace("_", "-") in text
 
 
 @pytest.mark.parametrize(
@@ -79,6 +103,19 @@ def test_help_lists_every_flag_and_the_torchrun_recipe():
         (["--benchmark-steps", "0"], "--benchmark-steps must be >= 1"),
         (["--num-workers", "-1"], "--num-workers must be >= 0"),
         (["--benchmark", "--resume"], "--benchmark writes no checkpoint"),
+        (["--crop", "16"], "--crop applies to --data only"),
+        (["--augment"], "--augment applies to --data only"),
+        (["--data", "no/such/folder"], "--data no/such/folder: no such folder"),
+        (["--data", ".", "--crop", "30", "--depth", "2"], "--crop 30 must be a multiple of"),
+        (
+            ["--target-precision", "0.9", "--target-recall", "0.9"],
+            "--target-precision and --target-recall exclude each other",
+        ),
+        (["--target-recall", "1.5"], "--target-recall must be in (0, 1]"),
+        (
+            ["--target-precision", "0.9", "--loss", "wce"],
+            "--target-precision applies to the binary losses only",
+        ),
     ],
 )
 def test_bad_flags_are_clear_errors(capsys, argv, message):
@@ -121,7 +158,8 @@ def test_the_module_trains_and_writes_its_outputs(tmp_path, run_module):
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert [line.split()[:2] for line in lines] == [["epoch", "1/2"], ["epoch", "2/2"]]
+    assert lines[0].startswith("training masks: positive fraction 0.0")
+    assert [line.split()[:2] for line in lines[1:]] == [["epoch", "1/2"], ["epoch", "2/2"]]
     assert sorted(path.name for path in tmp_path.iterdir()) == [
         "checkpoint.pt",
         "curves.png",
@@ -133,8 +171,12 @@ def test_the_module_trains_and_writes_its_outputs(tmp_path, run_module):
     assert [row["epoch"] for row in rows] == ["1", "2"]
 
     checkpoint = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
-    assert set(checkpoint) == {"model", "optimizer", "scaler", "epoch", "history", "config", "rng"}
+    assert set(checkpoint) == {
+        "model", "optimizer", "scaler", "epoch", "history", "config", "rng", "normalization",
+        "statistics", "threshold",
+    }  # fmt: skip
     assert checkpoint["epoch"] == 2
+    assert checkpoint["config"]["in_channels"] == 1 and checkpoint["config"]["data"] is None
     assert set(checkpoint["rng"]) == {"python", "numpy", "torch", "cuda"}
     assert checkpoint["config"]["base_channels"] == 4
     # The history is what metrics.csv shows.
@@ -342,3 +384,147 @@ def test_benchmark_reports_images_per_second_and_writes_nothing(tmp_path, capsys
     assert result.images_per_second == pytest.approx(8 / result.median_step_seconds)
     assert "images/s (median of 3 steps" in capsys.readouterr().out
     assert not out.exists()
+
+
+# -- your own data: --data ----------------------------------------------------------------
+
+
+def test_trains_on_a_folder_and_stores_what_prediction_needs(folder, tmp_path, capsys):
+    history = train.main([*DATA, "--data", str(folder), "--epochs", "2", "--out", str(tmp_path)])
+    assert [row["epoch"] for row in history] == [1, 2]
+    checkpoint = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert checkpoint["config"]["data"] == str(folder)
+    assert checkpoint["config"]["in_channels"] == 1
+    assert checkpoint["normalization"] == folders.NORMALIZATION
+    # The statistics printed and stored are the streaming pass over the 12 training masks.
+    train_samples, _ = folders.split_samples(folder, 0.25, seed=0)
+    expected = folders.class_statistics(
+        (folders.read_sample(sample, True, 2)[1] for sample in train_samples), 2, binary=True
+    )
+    assert checkpoint["statistics"]["frequencies"] == expected["frequencies"].tolist()
+    assert checkpoint["statistics"]["pos_weight"] == expected["pos_weight"]
+    assert f"pos_weight {expected['pos_weight']:.4g}" in capsys.readouterr().out
+    threshold = checkpoint["threshold"]
+    assert 0.0 <= threshold["value"] <= 1.0
+    assert threshold["rule"].startswith("max F1 on validation")
+
+
+def test_the_stored_threshold_follows_the_target_flags(folder, tmp_path):
+    # Shared flags: the three runs train the same weights; only the threshold's rule differs.
+    flags = [*DATA, "--data", str(folder), "--epochs", "1", "--prior-bias"]
+    thresholds = {}
+    for name, extra in (
+        ("f1", []),
+        ("precision", ["--target-precision", "0.01"]),
+        ("recall", ["--target-recall", "0.5"]),
+    ):
+        train.main([*flags, *extra, "--out", str(tmp_path / name)])
+        thresholds[name] = torch.load(tmp_path / name / "checkpoint.pt", weights_only=True)[
+            "threshold"
+        ]
+    assert thresholds["precision"]["rule"].startswith("precision >= 0.01 on validation")
+    assert thresholds["recall"]["rule"].startswith("recall >= 0.5 on validation")
+    assert all(0.0 <= threshold["value"] <= 1.0 for threshold in thresholds.values())
+
+
+def test_rgb_images_give_a_three_channel_model(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(6, 16, 16, 3), dtype=np.uint8)
+    masks = rng.integers(0, 3, size=(6, 16, 16)).astype(np.uint8)
+    write_pairs(tmp_path / "data", images, masks)
+    argv = [*DATA, "--data", str(tmp_path / "data"), "--loss", "wce_map", "--batch-size", "2"]
+    history = train.main([*argv, "--epochs", "1", "--out", str(tmp_path / "out")])
+    assert np.isfinite(history[0]["train_loss"])
+    checkpoint = torch.load(tmp_path / "out" / "checkpoint.pt", weights_only=True)
+    assert checkpoint["config"]["in_channels"] == 3
+    assert checkpoint["model"]["encoders.0.conv1.weight"].shape[1] == 3
+    assert "threshold" not in checkpoint  # multi-class: argmax, no threshold
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_stops_before_training_naming_the_file(tmp_path, capsys, case):
+    named, options = bad_folder(tmp_path / "data", case)
+    argv = [*DATA, "--data", str(tmp_path / "data"), "--batch-size", "2", "--val-fraction", "0.34"]
+    if not options.get("binary", True):
+        argv += ["--loss", "wce", "--n-classes", str(options["n_classes"])]
+    with pytest.raises(SystemExit) as exit_info:
+        train.main([*argv, "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"python -m companion.torch.train: error: {named}: ")
+    assert BAD_INPUTS[case] in captured.err
+    assert captured.err.count("\n") == 1 and captured.out == ""
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_input_exits_the_process_with_status_2_and_one_line(tmp_path, run_module):
+    named, _ = bad_folder(tmp_path / "data", "not labels")
+    result = run_module(
+        "-m", "companion.torch.train", *DATA, "--data", str(tmp_path / "data"),
+        "--batch-size", "2", "--out", str(tmp_path / "out"),
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"python -m companion.torch.train: error: {named}: mask values 0, 128, 255; a binary "
+        "mask holds 0/1 or 0/255"
+    ]
+
+
+def test_a_run_never_overwrites_a_different_run(folder, tmp_path, capsys):
+    argv = [*DATA, "--data", str(folder), "--epochs", "1", "--out", str(tmp_path)]
+    train.main(argv)
+    before = (tmp_path / "checkpoint.pt").read_bytes()
+    capsys.readouterr()
+    message = parse_error(capsys, train.parse_config, [*argv, "--crop", "16"])
+    assert message == (
+        f"python -m companion.torch.train: error: --out {tmp_path} holds another run "
+        f"({tmp_path / 'checkpoint.pt'} was trained with --crop None): choose another --out, "
+        "or continue that run with --resume\n"
+    )
+    assert (tmp_path / "checkpoint.pt").read_bytes() == before
+    # The same run again starts afresh in its own folder.
+    assert len(train.main(argv)) == 1
+
+
+def test_resumed_run_on_a_folder_ends_with_the_weights_of_an_uninterrupted_one(folder, tmp_path):
+    # Random crops and augmentation are seeded by (seed, epoch, index): the resumed epoch
+    # sees the crops of the uninterrupted one.
+    argv = [*DATA, "--data", str(folder), "--crop", "16", "--augment", "--num-workers", "1"]
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    history = train.main([*argv, "--epochs", "2", "--out", str(straight)])
+    train.main([*argv, "--epochs", "1", "--out", str(resumed)])
+    again = train.main([*argv, "--epochs", "2", "--out", str(resumed), "--resume"])
+    assert_same_weights(load_weights(straight), load_weights(resumed), atol=1e-6)
+    for row, other in zip(history, again, strict=True):
+        assert row == pytest.approx(other, rel=1e-6)
+    # A resumed run must read the same data.
+    argv_changed = [*argv, "--epochs", "3", "--out", str(resumed), "--resume", "--val-fraction"]
+    with pytest.raises(SystemExit):
+        train.parse_config([*argv_changed, "0.5"])
+
+
+def test_torchrun_with_two_processes_on_a_folder_trains_as_one_process(
+    folder, tmp_path, run_module
+):
+    flags = [
+        *DATA, "--data", str(folder), "--crop", "16", "--augment", "--epochs", "2",
+        "--optimizer", "sgd", "--lr", "0.1",
+    ]  # fmt: skip
+    distributed = run_module(
+        "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "companion.torch.train", *flags, "--out", str(tmp_path / "two"),
+    )  # fmt: skip
+    assert distributed.returncode == 0, distributed.stderr
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train.main([*flags, "--out", str(tmp_path / "one")])
+    finally:
+        torch.set_num_threads(threads)
+    assert_same_weights(load_weights(tmp_path / "one"), load_weights(tmp_path / "two"), atol=1e-6)
+    one = torch.load(tmp_path / "one" / "checkpoint.pt", weights_only=True)
+    two = torch.load(tmp_path / "two" / "checkpoint.pt", weights_only=True)
+    for row, other in zip(one["history"], two["history"], strict=True):
+        assert row == pytest.approx(other, rel=1e-5)
+    # The threshold comes from the pooled histogram of every rank's validation tiles.
+    assert one["threshold"]["value"] == pytest.approx(two["threshold"]["value"], abs=1e-3)
