@@ -18,8 +18,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 API_PAGES = sorted((ROOT / "book" / "api").glob("*.md"))
 
-FRAMEWORK_FREE = ["reference", "backprop", "optim", "data", "weightmaps", "lasso", "training"]
-FRAMEWORK_MODULES = ["regression", "segmentation", "precision", "models", "train"]
+FRAMEWORK_FREE = [
+    "reference", "backprop", "optim", "data", "weightmaps", "folders", "lasso", "training",
+    "tiling", "prediction",
+]  # fmt: skip
+FRAMEWORK_MODULES = ["regression", "segmentation", "precision", "models", "train", "predict"]
 MODULES = (
     ["companion"]
     + [f"companion.{name}" for name in FRAMEWORK_FREE]
