@@ -33,7 +33,7 @@ HIDDEN_INPUT = {"hide-cell", "hide-input", "remove-cell", "remove-input"}
 REMOVED_OUTPUT = {"remove-cell", "remove-output"}
 ASSERTION = re.compile(r"\bassert\b|assert_allclose|assert_close|assert_array|testing\.assert")
 SOURCE = re.compile(r"inspect\.getsource|\.read_text\(\)")
-WIDTH = 90
+WIDTH = 88
 EXCERPT_LINES = 15
 COLUMNS = ("words", "checks", "dumps", "figures", "wide")
 

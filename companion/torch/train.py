@@ -419,9 +419,9 @@ def make_model(config: Config, runtime: Runtime, head_bias=None):
     trained = forward
     if runtime.distributed:
         device_ids = [runtime.device.index] if runtime.device.type == "cuda" else None
-        # DDP first, then compile (PyTorch's advice): compiled this way, the backward is split
-        # at DDP's bucket boundaries; DDP around a compiled module would wait for the whole
-        # backward before sending anything.
+        # DDP first, then compile (PyTorch's advice): the compiled backward is then
+        # split at DDP's bucket boundaries; DDP around a compiled module would wait for
+        # the whole backward before sending anything.
         trained = DistributedDataParallel(model, device_ids=device_ids)
         if config.compile:
             trained = torch.compile(trained)
