@@ -281,9 +281,9 @@ def predict_images(
 
     Each image is read with :func:`companion.folders.read_image`, resized to the training's
     ``--image-size`` if the model trained on resized ``--data`` images (and its probabilities
-    resized back), predicted in tiles (:func:`~companion.tiling.predict_tiled`) by ``predict_batch`` (tiles
-    ``(N, h, w, C)`` float32 to probabilities ``(N, h, w, K)``), and its mask thresholded
-    (binary) or its most probable class taken (multi-class).
+    resized back), predicted in tiles (:func:`~companion.tiling.predict_tiled`) by
+    ``predict_batch`` (tiles ``(N, h, w, C)`` float32 to probabilities ``(N, h, w, K)``), and
+    its mask thresholded (binary) or its most probable class taken (multi-class).
 
     Returns:
         The masks written, one per image, in the order of the file names.
