@@ -31,7 +31,6 @@ import os
 
 # Before TensorFlow loads, or its start-up messages reach stdout and stderr.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import argparse
 import contextlib
@@ -75,6 +74,7 @@ __all__ = [
     "BenchmarkResult",
     "Config",
     "benchmark",
+    "benchmark_step",
     "build_parser",
     "distribution_scope",
     "main",
@@ -117,7 +117,10 @@ class Config(training.TrainingOptions):
         choices=("none", "bf16", "fp16"),
     )
     compile: bool = option(
-        False, "jit_compile=True (XLA on TensorFlow, torch.compile on PyTorch)", "system"
+        False,
+        "jit_compile=True (XLA on TensorFlow, torch.compile on PyTorch); without it, Keras's "
+        '"auto": XLA with TensorFlow on one GPU, none on a CPU, under tf.distribute or on PyTorch',
+        "system",
     )
     out: str = option(
         "runs/keras",
@@ -333,7 +336,9 @@ def make_model(config: Config, stats: dict) -> keras.Model:
     model.compile(
         optimizer=optimizer,
         loss=build_loss(config, stats),
-        jit_compile=config.compile,
+        # "auto": Keras turns XLA on where it pays (TensorFlow on a GPU, without
+        # tf.distribute); on a CPU it is slower than TensorFlow's oneDNN kernels.
+        jit_compile=True if config.compile else "auto",
     )
     return model
 
@@ -439,22 +444,32 @@ def train(config: Config) -> list[dict]:
 # -- benchmark ----------------------------------------------------------------------------
 
 
-def benchmark(config: Config, warmup: int = 3) -> BenchmarkResult:
-    """Time ``train_on_batch`` on one batch: the first call (tracing) separately, then
-    ``warmup - 1`` untimed ones, then ``config.benchmark_steps`` timed ones."""
+def benchmark_step(config: Config) -> Callable[[], float]:
+    """A function that runs one training step on one batch (always the same) and returns its
+    wall time in seconds: ``train_on_batch``, which runs the step function that ``fit`` runs
+    (the same ``jit_compile``, one step per execution)."""
     (images, targets, weights), _, stats = make_datasets(config)
     batch = slice(0, config.batch_size)
+    images, targets = images[batch], targets[batch]
     weights = None if weights is None else weights[batch]
     with distribution_scope(config):
         model = make_model(config, stats)
 
-        def timed_step() -> float:
-            started = time.perf_counter()
-            # Returning the loss as a Python float waits for the step to finish.
-            float(model.train_on_batch(images[batch], targets[batch], sample_weight=weights))
-            return time.perf_counter() - started
+    def timed_step() -> float:
+        started = time.perf_counter()
+        # Returning the loss as a Python float waits for the step to finish.
+        float(model.train_on_batch(images, targets, sample_weight=weights))
+        return time.perf_counter() - started
 
-        return training.time_steps(timed_step, config.benchmark_steps, config.batch_size, warmup)
+    return timed_step
+
+
+def benchmark(config: Config, warmup: int = 3) -> BenchmarkResult:
+    """Time training steps (:func:`benchmark_step`): the first (tracing, compilation)
+    separately, then ``warmup - 1`` untimed ones, then ``config.benchmark_steps`` timed ones."""
+    return training.time_steps(
+        benchmark_step(config), config.benchmark_steps, config.batch_size, warmup
+    )
 
 
 # -- entry point --------------------------------------------------------------------------
@@ -478,4 +493,11 @@ def main(argv: list[str] | None = None) -> list[dict] | BenchmarkResult:
 
 
 if __name__ == "__main__":
+    if keras.backend.backend() == "tensorflow" and "TF_ENABLE_ONEDNN_OPTS" not in os.environ:
+        # oneDNN's convolutions train the U-Net faster on a CPU than TensorFlow's own kernels
+        # (the profile of issue 17), but TensorFlow leaves them off on a CPU without AVX-512
+        # and reads the variable only as it loads, which `python -m` has done already (with
+        # the companion.keras package): start again with the variable set.
+        os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1"
+        os.execv(sys.executable, [sys.executable, "-m", "companion.keras.train", *sys.argv[1:]])
     main()
