@@ -154,8 +154,15 @@ def parse_args(argv: list[str] | None = None) -> Config:
 
 
 def sizes(config: Config) -> list[tuple[int, int]]:
-    """``(image_size, batch_size)`` of each table."""
-    return [tuple(int(part) for part in size.split("x", 1)) for size in config.sizes.split(",")]
+    """``(image_size, batch_size)`` of each table; ValueError unless each is two positive
+    integers joined by an x."""
+    tables = []
+    for size in config.sizes.split(","):
+        image_size, batch_size = (int(part) for part in size.split("x"))
+        if image_size < 1 or batch_size < 1:
+            raise ValueError(size)
+        tables.append((image_size, batch_size))
+    return tables
 
 
 def train_argv(config: Config, contender: str, image_size: int, batch_size: int) -> list[str]:
