@@ -4,6 +4,9 @@
     python -m companion.keras.train --loss dice_bce --prior-bias --image-size 256
     KERAS_BACKEND=torch python -m companion.keras.train --loss wce --amp bf16
     python -m companion.keras.train --benchmark --image-size 128 --batch-size 16
+    TF_CONFIG='{"cluster": {"worker": ["host1:23456", "host2:23456"]},
+               "task": {"type": "worker", "index": 0}}' \
+        python -m companion.keras.train --strategy multi-worker --out /shared/run
 
 The Keras twin of companion.torch.train, with the same flags where they apply (channels are
 always last here, and the data live in memory). It runs on the TensorFlow and the PyTorch
@@ -15,6 +18,18 @@ Devices: Keras places the work on a GPU when there is one (``--device cpu`` keep
 CPU). With the TensorFlow backend and more than one GPU, training runs under
 tf.distribute.MirroredStrategy; ``--batch-size`` is the global batch. Mixed precision goes
 through Keras's dtype policy (mixed_bfloat16, or mixed_float16 with loss scaling, GPU only).
+On TensorFlow the script turns on oneDNN's CPU kernels (TF_ENABLE_ONEDNN_OPTS=1, unless the
+variable is set) and leaves XLA to Keras's "auto" (on a GPU, not on a CPU) unless
+``--compile``.
+
+Several machines (TensorFlow backend): ``--strategy multi-worker`` trains under
+tf.distribute.MultiWorkerMirroredStrategy. Start the same command on every machine, each with
+its own TF_CONFIG: the same cluster (every worker's host:port) and its own task index, as in
+the example above with index 1 on host2; worker 0 is the chief. The global batch
+``--batch-size`` is split across every worker's devices. Only the chief writes ``--out``;
+the other workers keep their checkpoints in a temporary folder and, with ``--resume``,
+start from the chief's backup, so ``--out`` must be on storage that every worker sees.
+examples/slurm/train_keras_multiworker.sbatch does this on a Slurm cluster.
 
 In ``--out``: config.json (the flags, checked by ``--resume``); after every epoch,
 checkpoint.weights.h5 (the model's and the optimizer's variables, written to a temporary file
@@ -40,6 +55,7 @@ import functools
 import json
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -79,6 +95,7 @@ __all__ = [
     "distribution_scope",
     "main",
     "make_model",
+    "multi_worker_strategy",
     "parse_config",
     "precision_policy",
     "train",
@@ -122,6 +139,14 @@ class Config(training.TrainingOptions):
         '"auto": XLA with TensorFlow on one GPU, none on a CPU, under tf.distribute or on PyTorch',
         "system",
     )
+    strategy: str = option(
+        "auto",
+        "auto: MirroredStrategy over the GPUs (TensorFlow, > 1 GPU), else one device; "
+        "multi-worker: tf.distribute.MultiWorkerMirroredStrategy over the workers of TF_CONFIG "
+        "(TensorFlow backend; every worker runs the same command with its own TF_CONFIG)",
+        "system",
+        choices=("auto", "multi-worker"),
+    )
     out: str = option(
         "runs/keras",
         "output folder: checkpoint.weights.h5, backup/, metrics.csv, curves.png",
@@ -162,6 +187,30 @@ def gpu_count() -> int:
     return 0
 
 
+def cluster_workers() -> tuple[int, bool]:
+    """The number of workers in TF_CONFIG's cluster, and whether this process is the chief:
+    the task of type ``chief``, or worker 0 in a cluster without one (TensorFlow's rule).
+
+    Raises:
+        ValueError: if TF_CONFIG is unset, is not JSON, or lacks ``cluster`` or ``task``.
+    """
+    text = os.environ.get("TF_CONFIG")
+    if not text:
+        raise ValueError("TF_CONFIG is not set")
+    try:
+        tf_config = json.loads(text)
+        cluster, task = tf_config["cluster"], tf_config["task"]
+        workers = len(cluster.get("chief", [])) + len(cluster.get("worker", []))
+        chief = task["type"] == "chief" or (
+            task["type"] == "worker" and task["index"] == 0 and "chief" not in cluster
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise ValueError(
+            f"TF_CONFIG must be JSON with a cluster and a task, got {text!r} ({error!r})"
+        ) from None
+    return workers, chief
+
+
 def parse_config(argv: list[str] | None = None) -> Config:
     """Parse the command line into a :class:`Config`; bad combinations exit with an error."""
     parser = build_parser()
@@ -183,6 +232,24 @@ def parse_config(argv: list[str] | None = None) -> Config:
         parser.error("--amp fp16 (mixed_float16) needs a GPU; on the CPU use --amp bf16 or none")
     if config.benchmark and config.resume:
         parser.error("--benchmark writes no checkpoint and cannot be combined with --resume")
+    if config.strategy == "multi-worker":
+        if keras.backend.backend() != "tensorflow":
+            parser.error(
+                "--strategy multi-worker runs tf.distribute.MultiWorkerMirroredStrategy and "
+                f"needs KERAS_BACKEND=tensorflow, not {keras.backend.backend()}; on PyTorch, "
+                "run companion.torch.train under torchrun"
+            )
+        try:
+            workers, _ = cluster_workers()
+        except ValueError as error:
+            parser.error(f"--strategy multi-worker: {error}; every worker needs its own")
+        if config.batch_size % workers:
+            parser.error(
+                f"--batch-size {config.batch_size} (the global batch) must be a multiple of "
+                f"the {workers} workers of TF_CONFIG"
+            )
+        if config.benchmark:
+            parser.error("--benchmark times one process; run it without --strategy multi-worker")
     if config.resume:
         metadata = Path(config.out) / BACKUP / "training_metadata.json"
         if not metadata.is_file():
@@ -195,10 +262,25 @@ def parse_config(argv: list[str] | None = None) -> Config:
 # -- setup: distribution, device, precision, seed -----------------------------------------
 
 
+@functools.cache
+def multi_worker_strategy(device: str = "auto"):
+    """This process's tf.distribute.MultiWorkerMirroredStrategy, from TF_CONFIG; made once,
+    before anything else runs on TensorFlow (:func:`main` asks for it first), as TensorFlow
+    requires. Under ``--device cpu`` the GPUs are hidden from it."""
+    import tensorflow as tf
+
+    if device == "cpu":
+        tf.config.set_visible_devices([], "GPU")
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
 def distribution_scope(config: Config) -> contextlib.AbstractContextManager:
-    """MirroredStrategy over every GPU (TensorFlow, > 1 GPU), the CPU under --device cpu,
-    else Keras's default placement. The torch backend fixes its device at import
+    """``--strategy multi-worker``: the scope of :func:`multi_worker_strategy`. Else
+    MirroredStrategy over every GPU (TensorFlow, > 1 GPU), the CPU under --device cpu, else
+    Keras's default placement. The torch backend fixes its device at import
     (KERAS_TORCH_DEVICE); :func:`parse_config` has checked that it is the CPU then."""
+    if config.strategy == "multi-worker":
+        return multi_worker_strategy(config.device).scope()
     if config.device == "cpu" and keras.backend.backend() != "torch":
         return keras.device("cpu:0")
     if keras.backend.backend() == "tensorflow" and gpu_count() > 1:
@@ -316,6 +398,35 @@ def build_loss(config: Config, stats: dict) -> Callable:
 # -- model --------------------------------------------------------------------------------
 
 
+class MultiWorkerModel(keras.Model):
+    """The functional U-Net, with two repairs of Keras 3's ``fit`` under
+    MultiWorkerMirroredStrategy, where it fails as it is (keras-team/keras#20585):
+
+    - ``fit`` and ``evaluate`` build the loss from their first batch, first averaged across
+      the workers, which fails for a batch of several arrays: the loss is built from
+      ``local_batch``, a batch of this worker's data, instead;
+    - each step's logs are averaged across the workers along their first axis, which
+      scalars lack: the steps return them with one, of length 1.
+    """
+
+    local_batch = None
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        if iterator is not None:
+            iterator, data_batch = None, self.local_batch
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
+    def train_step(self, data):
+        return {
+            name: keras.ops.reshape(value, (1,)) for name, value in super().train_step(data).items()
+        }
+
+    def test_step(self, data):
+        return {
+            name: keras.ops.reshape(value, (1,)) for name, value in super().test_step(data).items()
+        }
+
+
 def make_model(config: Config, stats: dict) -> keras.Model:
     """The U-Net, compiled with the optimizer and the loss; with ``--prior-bias``, its output
     bias starts at the class prior of the training masks (:func:`companion.training.prior_bias`).
@@ -330,6 +441,8 @@ def make_model(config: Config, stats: dict) -> keras.Model:
         base_channels=config.base_channels,
         depth=config.depth,
     )
+    if config.strategy == "multi-worker":
+        model = MultiWorkerModel(model.input, model.output, name=model.name)
     if config.prior_bias:
         bias = training.prior_bias(stats["frequencies"]).astype("float32")
         model.get_layer("head").bias.assign(bias)
@@ -357,9 +470,22 @@ class ValidationScores(keras.callbacks.Callback):
         self.batch_size = config.batch_size
         self.n_classes = 2 if config.binary else config.n_classes
         self.truth = targets[..., 0].astype(np.int64) if config.binary else targets.argmax(-1)
+        self.multi_worker = config.strategy == "multi-worker"
 
     def on_epoch_end(self, epoch, logs=None):
-        logits = self.model.predict(self.images, batch_size=self.batch_size, verbose=0)
+        if self.multi_worker:
+            # predict would split the images across the workers and wait for them all; the
+            # chief scores alone, with its copy of the weights.
+            logits = np.concatenate(
+                [
+                    keras.ops.convert_to_numpy(
+                        self.model(self.images[start : start + self.batch_size], training=False)
+                    )
+                    for start in range(0, len(self.images), self.batch_size)
+                ]
+            )
+        else:
+            logits = self.model.predict(self.images, batch_size=self.batch_size, verbose=0)
         predicted = (logits[..., 0] > 0).astype(np.int64) if self.binary else logits.argmax(-1)
         logs.update(segmentation_scores(confusion_matrix(self.truth, predicted, self.n_classes)))
         logs["train_loss"] = logs["loss"]
@@ -395,17 +521,9 @@ def read_metrics(path: Path) -> list[dict]:
 # -- training -----------------------------------------------------------------------------
 
 
-def train(config: Config) -> list[dict]:
-    """Fit with the callbacks that checkpoint, back up, score and log; returns every epoch's
-    metrics (of this and earlier runs)."""
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    backup = out / BACKUP
-    if not config.resume:
-        # A stale backup would make BackupAndRestore resume a run nobody asked to resume.
-        shutil.rmtree(backup, ignore_errors=True)
-        (out / CONFIG).write_text(json.dumps(dataclasses.asdict(config), indent=2))
-
+def fit(config: Config, out: Path, chief: bool = True) -> None:
+    """Build the data and the model and fit, with the callbacks that checkpoint and back up
+    into ``out``; the chief also scores and logs."""
     (images, targets, weights), (val_images, val_targets, val_weights), stats = make_datasets(
         config
     )
@@ -418,11 +536,20 @@ def train(config: Config) -> list[dict]:
             keras.callbacks.LambdaCallback(
                 on_epoch_begin=lambda epoch, logs: batches.set_epoch(epoch)
             ),
-            ValidationScores(val_images, val_targets, config),
-            AtomicCheckpoint(out / CHECKPOINT),
-            keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=False),
-            MetricsLogger(str(out / METRICS), append=config.resume),
         ]
+        if chief:
+            callbacks.append(ValidationScores(val_images, val_targets, config))
+        callbacks += [
+            AtomicCheckpoint(out / CHECKPOINT),
+            keras.callbacks.BackupAndRestore(str(out / BACKUP), delete_checkpoint=False),
+        ]
+        if chief:
+            callbacks.append(MetricsLogger(str(out / METRICS), append=config.resume))
+        if isinstance(model, MultiWorkerModel):
+            model.local_batch = batches[0]
+        # A progress bar on a terminal, else (or with --quiet) one line per epoch; nothing
+        # from the workers other than the chief.
+        verbose = 1 if sys.stdout.isatty() and not config.quiet else 2
         model.fit(
             batches,
             epochs=config.epochs,
@@ -430,9 +557,36 @@ def train(config: Config) -> list[dict]:
             shuffle=False,
             validation_data=validation,
             callbacks=callbacks,
-            # A progress bar on a terminal, else (or with --quiet) one line per epoch.
-            verbose=1 if sys.stdout.isatty() and not config.quiet else 2,
+            verbose=verbose if chief else 0,
         )
+
+
+def train(config: Config) -> list[dict]:
+    """Fit with the callbacks that checkpoint, back up, score and log; returns every epoch's
+    metrics (of this and earlier runs).
+
+    Under ``--strategy multi-worker`` only the chief writes to ``--out`` and returns the
+    metrics; every other worker writes its checkpoints to a temporary folder, deleted at the
+    end (TensorFlow's advice), resumes from the chief's backup in ``--out`` (which every worker
+    must see: a shared file system) and returns ``[]``.
+    """
+    chief = config.strategy != "multi-worker" or cluster_workers()[1]
+    out = Path(config.out)
+    if not chief:
+        scratch = Path(tempfile.mkdtemp(prefix="companion-keras-worker-"))
+        try:
+            if config.resume:
+                shutil.copytree(out / BACKUP, scratch / BACKUP)
+            fit(config, scratch, chief=False)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return []
+    out.mkdir(parents=True, exist_ok=True)
+    if not config.resume:
+        # A stale backup would make BackupAndRestore resume a run nobody asked to resume.
+        shutil.rmtree(out / BACKUP, ignore_errors=True)
+        (out / CONFIG).write_text(json.dumps(dataclasses.asdict(config), indent=2))
+    fit(config, out)
     history = read_metrics(out / METRICS) if (out / METRICS).is_file() else []
     if history:
         plot_curves(
@@ -478,6 +632,8 @@ def benchmark(config: Config, warmup: int = 3) -> BenchmarkResult:
 def main(argv: list[str] | None = None) -> list[dict] | BenchmarkResult:
     """Run the script on ``argv``: train and return every epoch's metrics, or benchmark."""
     config = parse_config(argv)
+    if config.strategy == "multi-worker":
+        multi_worker_strategy(config.device)
     keras.utils.clear_session()
     keras.utils.set_random_seed(config.seed)
     with precision_policy(config.amp):
