@@ -608,11 +608,14 @@ def benchmark_step(config: Config) -> Callable[[], float]:
     weights = None if weights is None else weights[batch]
     with distribution_scope(config):
         model = make_model(config, stats)
+    # Under --device cpu the steps stay on the CPU with the variables, also beside a GPU.
+    on_cpu = config.device == "cpu" and keras.backend.backend() != "torch"
 
     def timed_step() -> float:
         started = time.perf_counter()
-        # Returning the loss as a Python float waits for the step to finish.
-        float(model.train_on_batch(images, targets, sample_weight=weights))
+        with keras.device("cpu:0") if on_cpu else contextlib.nullcontext():
+            # Returning the loss as a Python float waits for the step to finish.
+            float(model.train_on_batch(images, targets, sample_weight=weights))
         return time.perf_counter() - started
 
     return timed_step
