@@ -57,7 +57,7 @@ class Config:
     warmup: int = 3  # untimed steps per contender, the first (the compilation) timed apart
     base_channels: int = 16  # U-Net width
     depth: int = 4  # U-Net depth
-    device: str = "auto"  # auto (the scripts' own choice), cpu or cuda
+    device: str = "auto"  # auto (the scripts' own choice), cpu, cuda or mps (PyTorch only)
     seed: int = 0  # seed of the data and the initial weights
     quick: bool = False  # 64x64 batch 8 only, 5 timed steps after 2 warm-up steps
 
@@ -97,9 +97,10 @@ def parse_args(argv: list[str] | None = None) -> Config:
         )
     parser.add_argument(
         "--device",
-        choices=("auto", "cpu", "cuda"),
+        choices=("auto", "cpu", "cuda", "mps"),
         default=defaults.device,
-        help="auto: each script's own choice, a GPU if there is one (default: auto)",
+        help="auto: each script's own choice, a GPU if there is one; mps: the PyTorch script "
+        "only (default: auto)",
     )
     parser.add_argument(
         "--variants",
@@ -144,6 +145,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
                 parser.error(f"unknown option {option!r} in {contender!r}: use {list(OPTIONS)}")
             if script not in ONLY_FOR.get(option, SCRIPTS):
                 parser.error(f"{option} applies to {' and '.join(ONLY_FOR[option])} only")
+        if config.device == "mps" and script != "torch":
+            parser.error(f"--device mps: the Keras script has no such device ({contender})")
     try:
         sizes(config)
     except ValueError:
