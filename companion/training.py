@@ -190,7 +190,7 @@ class TrainingOptions:
     batch_size: int = option(
         16,
         "global batch size: under torchrun split evenly across the processes, under Keras's "
-        "MirroredStrategy across the GPUs",
+        "tf.distribute strategies across the GPUs and the workers",
         "training",
     )
     target_precision: float | None = option(

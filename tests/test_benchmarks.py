@@ -25,7 +25,7 @@ SMOKE_RUNS = {
     ],
     "segmentation_losses.py": ["--quick", "--no-compile", "--no-monai", "--no-memory"],
     "train_throughput.py": [
-        "--variants", "fp32,channels_last", "--image-size", "16", "--batch-size", "2",
+        "--contenders", "torch,torch+channels_last,keras/tensorflow,keras/torch", "--sizes", "16x2",
         "--steps", "1", "--warmup", "1", "--base-channels", "4", "--depth", "2", "--device", "cpu",
     ],
 }  # fmt: skip
@@ -58,6 +58,26 @@ def test_bad_timing_options_are_errors(script):
     )
     assert result.returncode == 2
     assert "--repeats must be >= 1" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--contenders", "keras/jax"], "unknown script 'keras/jax'"),
+        (["--contenders", "keras/torch+channels_last"], "channels_last applies to torch only"),
+        (["--contenders", "torch+no_onednn"], "no_onednn applies to keras/tensorflow only"),
+        (["--sizes", "64"], "--sizes '64': expected IMAGE_SIZExBATCH_SIZE"),
+    ],
+)
+def test_bad_contenders_are_errors(argv, message):
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "train_throughput.py"), *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert message in result.stderr
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without a GPU")

@@ -1,12 +1,14 @@
 """The example job scripts in examples/ stay runnable: valid shell, flags that exist.
 
-The Slurm script runs here under bash with stand-ins for ``srun`` and ``scontrol`` that
+The Slurm scripts run here under bash with stand-ins for ``srun`` and ``scontrol`` that
 record their command lines, so the checks see the arguments after the shell expanded them:
-the torchrun flags parse with torchrun's own parser, the training flags with
-companion.torch.train's.
+the torchrun flags parse with torchrun's own parser, the training flags with the training
+script's (companion.torch.train's, companion.keras.train's); the Keras script's task command
+runs too, with a stand-in for ``python``, to check the TF_CONFIG each worker writes.
 """
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -22,15 +24,18 @@ from companion.torch.train import build_parser
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 SBATCH_SCRIPT = REPOSITORY / "examples" / "slurm" / "train_torch_multinode.sbatch"
+KERAS_SBATCH_SCRIPT = REPOSITORY / "examples" / "slurm" / "train_keras_multiworker.sbatch"
 BASH = shutil.which("bash")
 NODES = ("gpu-node-017", "gpu-node-018")
 JOB_ID = "4242"
 
 pytestmark = pytest.mark.skipif(BASH is None, reason="needs bash")
 
-# srun writes its arguments, one per line, then waits like a running job step would.
+# srun writes its arguments, one per line, and its environment, then waits like a running
+# job step would.
 FAKE_SRUN = """#!/bin/bash
 printf '%s\\n' "$@" > "$RECORD_DIR/srun.args"
+env > "$RECORD_DIR/srun.env"
 exec sleep "${FAKE_SRUN_SECONDS:-0}"
 """
 FAKE_SCONTROL = """#!/bin/bash
@@ -42,10 +47,17 @@ fi
 """
 
 
-def sbatch_directives() -> dict[str, str]:
+# python writes its environment's TF_CONFIG and its arguments.
+FAKE_PYTHON = """#!/bin/bash
+printf '%s\\n' "$TF_CONFIG" > "$RECORD_DIR/python.tf_config"
+printf '%s\\n' "$@" > "$RECORD_DIR/python.args"
+"""
+
+
+def sbatch_directives(script: Path = SBATCH_SCRIPT) -> dict[str, str]:
     """``#SBATCH --name=value`` lines as ``{name: value}`` (``""`` for a bare flag)."""
     directives = {}
-    for line in SBATCH_SCRIPT.read_text().splitlines():
+    for line in script.read_text().splitlines():
         if match := re.fullmatch(r"#SBATCH\s+--([a-z-]+)(?:=(\S+))?\s*", line):
             directives[match[1]] = match[2] or ""
     return directives
@@ -60,6 +72,7 @@ def slurm(tmp_path):
     for name, text in (
         ("srun", FAKE_SRUN),
         ("scontrol", FAKE_SCONTROL.replace("{nodes}", " ".join(NODES))),
+        ("python", FAKE_PYTHON),
     ):
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
@@ -77,9 +90,9 @@ def slurm(tmp_path):
     return environment, record_dir
 
 
-def run_script(environment: dict) -> subprocess.CompletedProcess:
+def run_script(environment: dict, script: Path = SBATCH_SCRIPT) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [BASH, str(SBATCH_SCRIPT)],
+        [BASH, str(script)],
         env=environment,
         capture_output=True,
         text=True,
@@ -96,14 +109,21 @@ def launched(record_dir: Path) -> tuple[list[str], list[str], list[str]]:
     return srun_args[:start], torchrun_args, torchrun_args[module + 1 :]
 
 
-def test_the_script_is_valid_bash():
-    result = subprocess.run([BASH, "-n", str(SBATCH_SCRIPT)], capture_output=True, text=True)
+SCRIPTS = pytest.mark.parametrize(
+    "script", [SBATCH_SCRIPT, KERAS_SBATCH_SCRIPT], ids=lambda path: path.stem
+)
+
+
+@SCRIPTS
+def test_the_script_is_valid_bash(script):
+    result = subprocess.run([BASH, "-n", str(script)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
 
-def test_sbatch_directives_come_before_the_first_command():
+@SCRIPTS
+def test_sbatch_directives_come_before_the_first_command(script):
     # sbatch stops reading #SBATCH lines at the first line that is not a comment.
-    lines = SBATCH_SCRIPT.read_text().splitlines()
+    lines = script.read_text().splitlines()
     assert lines[0] == "#!/bin/bash"
     first_command = next(
         index for index, line in enumerate(lines) if line.strip() and not line.startswith("#")
@@ -112,8 +132,9 @@ def test_sbatch_directives_come_before_the_first_command():
     assert last_directive < first_command
 
 
-def test_one_task_per_node_and_requeue_on_preemption():
-    directives = sbatch_directives()
+@SCRIPTS
+def test_one_task_per_node_and_requeue_on_preemption(script):
+    directives = sbatch_directives(script)
     assert directives["ntasks-per-node"] == "1"
     assert int(directives["nodes"]) >= 2
     assert int(directives["gpus-per-node"]) >= 1
@@ -207,3 +228,80 @@ def test_the_time_limit_signal_requeues_the_job(slurm, tmp_path):
         process.wait()
     assert "requeueing job" in log.read_text()
     assert (record_dir / "scontrol.args").read_text().split() == ["requeue", JOB_ID]
+
+
+# -- the Keras script: one worker per node, MultiWorkerMirroredStrategy from TF_CONFIG -----
+
+
+def run_keras_task(environment: dict, record_dir: Path, rank: int) -> tuple[dict, list[str]]:
+    """Run the Keras script, then the command its srun got as task ``rank`` would: the
+    TF_CONFIG and the arguments that reach ``python -m companion.keras.train``."""
+    result = run_script(environment, KERAS_SBATCH_SCRIPT)
+    assert result.returncode == 0, result.stderr
+    task = (record_dir / "srun.args").read_text().splitlines()
+    start = task.index("bash")
+    srun_environment = dict(
+        line.split("=", 1)
+        for line in (record_dir / "srun.env").read_text().splitlines()
+        if "=" in line
+    )
+    result = subprocess.run(
+        task[start:],
+        env={**srun_environment, "SLURM_PROCID": str(rank)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    tf_config = json.loads((record_dir / "python.tf_config").read_text())
+    python_args = (record_dir / "python.args").read_text().splitlines()
+    assert python_args[:2] == ["-m", "companion.keras.train"]
+    return tf_config, python_args[2:]
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_each_keras_task_writes_the_tf_config_of_its_rank(slurm, rank):
+    environment, record_dir = slurm
+    tf_config, _ = run_keras_task(environment, record_dir, rank)
+    workers = tf_config["cluster"]["worker"]
+    assert [worker.split(":")[0] for worker in workers] == list(NODES)
+    assert len({worker.split(":")[1] for worker in workers}) == 1
+    assert 1024 < int(workers[0].split(":")[1]) < 65536
+    # Worker 0, on the first node, is the chief.
+    assert tf_config["task"] == {"type": "worker", "index": rank}
+    srun_options = (record_dir / "srun.args").read_text().splitlines()
+    assert "--ntasks-per-node=1" in srun_options[: srun_options.index("bash")]
+
+
+def test_every_keras_training_flag_exists_and_asks_for_multi_worker(slurm, tmp_path):
+    from companion.keras.train import build_parser as keras_parser
+
+    environment, record_dir = slurm
+    _, train_args = run_keras_task(environment, record_dir, 1)
+    parser = keras_parser()
+    known = {flag for action in parser._actions for flag in action.option_strings}
+    for flag in (token for token in train_args if token.startswith("--")):
+        assert flag in known, f"companion.keras.train has no option {flag}"
+    config = parser.parse_args(train_args)
+    assert config.strategy == "multi-worker"
+    assert not config.resume
+    run_dir = tmp_path / "scratch" / "companion-runs" / environment["SLURM_JOB_NAME"]
+    assert Path(config.out) == run_dir
+    assert Path(config.out).is_dir()
+    # The global batch splits evenly over the nodes x GPUs replicas.
+    replicas = len(NODES) * int(sbatch_directives(KERAS_SBATCH_SCRIPT)["gpus-per-node"])
+    assert config.batch_size % replicas == 0
+
+
+def test_a_requeued_keras_job_resumes_from_the_backup(slurm):
+    from companion.keras.train import build_parser as keras_parser
+
+    environment, record_dir = slurm
+    run_dir = Path(environment["SCRATCH"]) / "companion-runs" / environment["SLURM_JOB_NAME"]
+    backup = run_dir / "backup"
+    backup.mkdir(parents=True)
+    (backup / "training_metadata.json").write_text('{"epoch": 3}')
+    result = run_script(environment, KERAS_SBATCH_SCRIPT)
+    assert "resuming from" in result.stdout
+    _, train_args = run_keras_task(environment, record_dir, 0)
+    assert keras_parser().parse_args(train_args).resume

@@ -6,6 +6,9 @@ with any of the package's losses::
     python -m companion.keras.train --loss dice_bce --prior-bias --image-size 256
     KERAS_BACKEND=torch python -m companion.keras.train --loss wce --amp bf16
     python -m companion.keras.train --benchmark --image-size 128 --batch-size 16
+    TF_CONFIG='{"cluster": {"worker": ["host1:23456", "host2:23456"]},
+               "task": {"type": "worker", "index": 0}}' \
+        python -m companion.keras.train --strategy multi-worker --out /shared/run
 
 The Keras twin of companion.torch.train, with the same flags where they apply (channels are
 always last here; the synthetic data live in memory, the files of ``--data`` are read lazily
@@ -19,6 +22,18 @@ Devices: Keras places the work on a GPU when there is one (``--device cpu`` keep
 CPU). With the TensorFlow backend and more than one GPU, training runs under
 tf.distribute.MirroredStrategy; ``--batch-size`` is the global batch. Mixed precision goes
 through Keras's dtype policy (mixed_bfloat16, or mixed_float16 with loss scaling, GPU only).
+On TensorFlow the script turns on oneDNN's CPU kernels (TF_ENABLE_ONEDNN_OPTS=1, unless the
+variable is set) and leaves XLA to Keras's "auto" (on a GPU, not on a CPU) unless
+``--compile``.
+
+Several machines (TensorFlow backend): ``--strategy multi-worker`` trains under
+tf.distribute.MultiWorkerMirroredStrategy. Start the same command on every machine, each with
+its own TF_CONFIG: the same cluster (every worker's host:port) and its own task index, as in
+the example above with index 1 on host2; worker 0 is the chief. The global batch
+``--batch-size`` is split across every worker's devices. Only the chief writes ``--out``;
+the other workers keep their checkpoints in a temporary folder and, with ``--resume``,
+start from the chief's backup, so ``--out`` must be on storage that every worker sees.
+examples/slurm/train_keras_multiworker.sbatch does this on a Slurm cluster.
 
 In ``--out``: config.json (the flags, checked by ``--resume``, the images' normalisation and
 the class statistics of the training masks; a run without ``--resume`` refuses a folder whose
@@ -38,7 +53,6 @@ import os
 
 # Before TensorFlow loads, or its start-up messages reach stdout and stderr.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import argparse
 import contextlib
@@ -48,6 +62,7 @@ import functools
 import json
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -83,10 +98,12 @@ __all__ = [
     "BenchmarkResult",
     "Config",
     "benchmark",
+    "benchmark_step",
     "build_parser",
     "distribution_scope",
     "main",
     "make_model",
+    "multi_worker_strategy",
     "parse_config",
     "precision_policy",
     "train",
@@ -126,7 +143,18 @@ class Config(training.TrainingOptions):
         choices=("none", "bf16", "fp16"),
     )
     compile: bool = option(
-        False, "jit_compile=True (XLA on TensorFlow, torch.compile on PyTorch)", "system"
+        False,
+        "jit_compile=True (XLA on TensorFlow, torch.compile on PyTorch); without it, Keras's "
+        '"auto": XLA with TensorFlow on one GPU, none on a CPU, under tf.distribute or on PyTorch',
+        "system",
+    )
+    strategy: str = option(
+        "auto",
+        "auto: MirroredStrategy over the GPUs (TensorFlow, > 1 GPU), else one device; "
+        "multi-worker: tf.distribute.MultiWorkerMirroredStrategy over the workers of TF_CONFIG "
+        "(TensorFlow backend; every worker runs the same command with its own TF_CONFIG)",
+        "system",
+        choices=("auto", "multi-worker"),
     )
     out: str = option(
         "runs/keras",
@@ -168,6 +196,30 @@ def gpu_count() -> int:
     return 0
 
 
+def cluster_workers() -> tuple[int, bool]:
+    """The number of workers in TF_CONFIG's cluster, and whether this process is the chief:
+    the task of type ``chief``, or worker 0 in a cluster without one (TensorFlow's rule).
+
+    Raises:
+        ValueError: if TF_CONFIG is unset, is not JSON, or lacks ``cluster`` or ``task``.
+    """
+    text = os.environ.get("TF_CONFIG")
+    if not text:
+        raise ValueError("TF_CONFIG is not set")
+    try:
+        tf_config = json.loads(text)
+        cluster, task = tf_config["cluster"], tf_config["task"]
+        workers = len(cluster.get("chief", [])) + len(cluster.get("worker", []))
+        chief = task["type"] == "chief" or (
+            task["type"] == "worker" and task["index"] == 0 and "chief" not in cluster
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise ValueError(
+            f"TF_CONFIG must be JSON with a cluster and a task, got {text!r} ({error!r})"
+        ) from None
+    return workers, chief
+
+
 def parse_config(argv: list[str] | None = None) -> Config:
     """Parse the command line into a :class:`Config`; bad combinations exit with an error."""
     parser = build_parser()
@@ -193,6 +245,30 @@ def parse_config(argv: list[str] | None = None) -> Config:
     if not config.resume and not config.benchmark and saved_config.is_file():
         saved = json.loads(saved_config.read_text())
         training.check_new_run(parser, config, saved, saved_config, MUST_MATCH_ON_RESUME)
+    if config.strategy == "multi-worker":
+        if keras.backend.backend() != "tensorflow":
+            parser.error(
+                "--strategy multi-worker runs tf.distribute.MultiWorkerMirroredStrategy and "
+                f"needs KERAS_BACKEND=tensorflow, not {keras.backend.backend()}; on PyTorch, "
+                "run companion.torch.train under torchrun"
+            )
+        try:
+            workers, _ = cluster_workers()
+        except ValueError as error:
+            parser.error(f"--strategy multi-worker: {error}; every worker needs its own")
+        if config.batch_size % workers:
+            parser.error(
+                f"--batch-size {config.batch_size} (the global batch) must be a multiple of "
+                f"the {workers} workers of TF_CONFIG"
+            )
+        if config.benchmark:
+            parser.error("--benchmark times one process; run it without --strategy multi-worker")
+        if config.data is not None:
+            parser.error(
+                "--strategy multi-worker trains on the synthetic data only, not yet on --data; "
+                "on your own data, train on one machine, or with companion.torch.train under "
+                "torchrun"
+            )
     if config.resume:
         metadata = Path(config.out) / BACKUP / "training_metadata.json"
         if not metadata.is_file():
@@ -205,10 +281,25 @@ def parse_config(argv: list[str] | None = None) -> Config:
 # -- setup: distribution, device, precision, seed -----------------------------------------
 
 
+@functools.cache
+def multi_worker_strategy(device: str = "auto"):
+    """This process's tf.distribute.MultiWorkerMirroredStrategy, from TF_CONFIG; made once,
+    before anything else runs on TensorFlow (:func:`main` asks for it first), as TensorFlow
+    requires. Under ``--device cpu`` the GPUs are hidden from it."""
+    import tensorflow as tf
+
+    if device == "cpu":
+        tf.config.set_visible_devices([], "GPU")
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
 def distribution_scope(config: Config) -> contextlib.AbstractContextManager:
-    """MirroredStrategy over every GPU (TensorFlow, > 1 GPU), the CPU under --device cpu,
-    else Keras's default placement. The torch backend fixes its device at import
+    """``--strategy multi-worker``: the scope of :func:`multi_worker_strategy`. Else
+    MirroredStrategy over every GPU (TensorFlow, > 1 GPU), the CPU under --device cpu, else
+    Keras's default placement. The torch backend fixes its device at import
     (KERAS_TORCH_DEVICE); :func:`parse_config` has checked that it is the CPU then."""
+    if config.strategy == "multi-worker":
+        return multi_worker_strategy(config.device).scope()
     if config.device == "cpu" and keras.backend.backend() != "torch":
         return keras.device("cpu:0")
     if keras.backend.backend() == "tensorflow" and gpu_count() > 1:
@@ -394,6 +485,35 @@ def build_loss(config: Config, stats: dict) -> Callable:
 # -- model --------------------------------------------------------------------------------
 
 
+class MultiWorkerModel(keras.Model):
+    """The functional U-Net, with two repairs of Keras 3's ``fit`` under
+    MultiWorkerMirroredStrategy, where it fails as it is (keras-team/keras#20585):
+
+    - ``fit`` and ``evaluate`` build the loss from their first batch, first averaged across
+      the workers, which fails for a batch of several arrays: the loss is built from
+      ``local_batch``, a batch of this worker's data, instead;
+    - each step's logs are averaged across the workers along their first axis, which
+      scalars lack: the steps return them with one, of length 1.
+    """
+
+    local_batch = None
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        if iterator is not None:
+            iterator, data_batch = None, self.local_batch
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
+    def train_step(self, data):
+        return {
+            name: keras.ops.reshape(value, (1,)) for name, value in super().train_step(data).items()
+        }
+
+    def test_step(self, data):
+        return {
+            name: keras.ops.reshape(value, (1,)) for name, value in super().test_step(data).items()
+        }
+
+
 def make_model(config: Config, stats: dict) -> keras.Model:
     """The U-Net, compiled with the optimizer and the loss; with ``--prior-bias``, its output
     bias starts at the class prior of the training masks (:func:`companion.training.prior_bias`).
@@ -409,13 +529,17 @@ def make_model(config: Config, stats: dict) -> keras.Model:
         base_channels=config.base_channels,
         depth=config.depth,
     )
+    if config.strategy == "multi-worker":
+        model = MultiWorkerModel(model.input, model.output, name=model.name)
     if config.prior_bias:
         bias = training.prior_bias(stats["frequencies"]).astype("float32")
         model.get_layer("head").bias.assign(bias)
     model.compile(
         optimizer=optimizer,
         loss=build_loss(config, stats),
-        jit_compile=config.compile,
+        # "auto": Keras turns XLA on where it pays (TensorFlow on a GPU, without
+        # tf.distribute); on a CPU it is slower than TensorFlow's oneDNN kernels.
+        jit_compile=True if config.compile else "auto",
     )
     return model
 
@@ -435,6 +559,7 @@ class ValidationScores(keras.callbacks.Callback):
         self.config = config
         self.n_classes = 2 if config.binary else config.n_classes
         self.threshold_path = threshold_path
+        self.multi_worker = config.strategy == "multi-worker"
 
     def on_epoch_end(self, epoch, logs=None):
         bins = training.THRESHOLD_BINS
@@ -442,8 +567,13 @@ class ValidationScores(keras.callbacks.Callback):
         histogram = np.zeros(2 * bins, dtype=np.int64)
         for index in range(len(self.batches)):
             images, targets = self.batches[index][:2]
-            logits = keras.ops.convert_to_numpy(self.model.predict_on_batch(images))
-            logits = logits.astype(np.float32)
+            if self.multi_worker:
+                # predict_on_batch would split the batch across the workers and wait for
+                # them all; the chief scores alone, with its copy of the weights.
+                logits = self.model(images, training=False)
+            else:
+                logits = self.model.predict_on_batch(images)
+            logits = keras.ops.convert_to_numpy(logits).astype(np.float32)
             if self.config.binary:
                 truth = targets[..., 0].astype(np.int64)
                 predicted = (logits[..., 0] > 0).astype(np.int64)
@@ -518,6 +648,49 @@ def make_batches(config: Config, splits: training.FolderSplits | None = None):
     return batches, validation, splits.stats
 
 
+def fit(config: Config, batches, validation, stats: dict, out: Path, chief: bool = True) -> None:
+    """Build the model and fit on ``batches`` (:func:`make_batches`), with the callbacks that
+    checkpoint and back up into ``out``; the chief also scores, chooses the threshold and
+    logs."""
+    with distribution_scope(config):
+        model = make_model(config, stats)
+        callbacks = [
+            # Epochs count from 0, and from the restored epoch after BackupAndRestore.
+            keras.callbacks.LambdaCallback(
+                on_epoch_begin=lambda epoch, logs: batches.set_epoch(epoch)
+            ),
+        ]
+        if chief:
+            callbacks.append(ValidationScores(validation, config, out / THRESHOLD))
+        callbacks += [
+            AtomicCheckpoint(out / CHECKPOINT),
+            keras.callbacks.BackupAndRestore(str(out / BACKUP), delete_checkpoint=False),
+        ]
+        if chief:
+            callbacks.append(MetricsLogger(str(out / METRICS), append=config.resume))
+        if isinstance(model, MultiWorkerModel):
+            model.local_batch = batches[0]
+        # A progress bar on a terminal, else (or with --quiet) one line per epoch; nothing
+        # from the workers other than the chief.
+        verbose = 1 if sys.stdout.isatty() and not config.quiet else 2
+        # Under MultiWorkerMirroredStrategy a PyDataset as validation data left the chief
+        # reading other arrays than the validation masks from it (Keras 3.15, TF 2.21):
+        # there the validation set goes in as arrays.
+        if isinstance(validation, ArrayBatches) and config.strategy == "multi-worker":
+            validation_data = validation.arrays
+        else:
+            validation_data = validation
+        model.fit(
+            batches,
+            epochs=config.epochs,
+            # The batches shuffle themselves; Keras would shuffle their order with its own RNG.
+            shuffle=False,
+            validation_data=validation_data,
+            callbacks=callbacks,
+            verbose=verbose if chief else 0,
+        )
+
+
 def train(config: Config, splits: training.FolderSplits | None = None) -> list[dict]:
     """Fit with the callbacks that checkpoint, back up, score and log; returns every epoch's
     metrics (of this and earlier runs). With ``--data``, the data are ``splits`` (:func:`main`
@@ -527,41 +700,34 @@ def train(config: Config, splits: training.FolderSplits | None = None) -> list[d
     (:data:`companion.folders.NORMALIZATION`) and the class ``statistics`` of the training
     masks; for the binary losses, threshold.json holds the decision threshold that the
     validation set gives the last epoch's weights, ``{"value", "rule"}``.
+
+    Under ``--strategy multi-worker`` only the chief writes to ``--out`` and returns the
+    metrics; every other worker writes its checkpoints to a temporary folder, deleted at the
+    end (TensorFlow's advice), resumes from the chief's backup in ``--out`` (which every worker
+    must see: a shared file system) and returns ``[]``.
     """
     batches, validation, stats = make_batches(config, splits)
+    chief = config.strategy != "multi-worker" or cluster_workers()[1]
     out = Path(config.out)
+    if not chief:
+        scratch = Path(tempfile.mkdtemp(prefix="companion-keras-worker-"))
+        try:
+            if config.resume:
+                shutil.copytree(out / BACKUP, scratch / BACKUP)
+            fit(config, batches, validation, stats, scratch, chief=False)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return []
     out.mkdir(parents=True, exist_ok=True)
-    backup = out / BACKUP
     if not config.resume:
         # A stale backup would make BackupAndRestore resume a run nobody asked to resume.
-        shutil.rmtree(backup, ignore_errors=True)
+        shutil.rmtree(out / BACKUP, ignore_errors=True)
         saved = dataclasses.asdict(config)
         saved["normalization"] = NORMALIZATION
         saved["statistics"] = training.plain_statistics(stats)
         (out / CONFIG).write_text(json.dumps(saved, indent=2))
     print(training.describe_statistics(stats, config.binary), flush=True)
-    with distribution_scope(config):
-        model = make_model(config, stats)
-        callbacks = [
-            # Epochs count from 0, and from the restored epoch after BackupAndRestore.
-            keras.callbacks.LambdaCallback(
-                on_epoch_begin=lambda epoch, logs: batches.set_epoch(epoch)
-            ),
-            ValidationScores(validation, config, out / THRESHOLD),
-            AtomicCheckpoint(out / CHECKPOINT),
-            keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=False),
-            MetricsLogger(str(out / METRICS), append=config.resume),
-        ]
-        model.fit(
-            batches,
-            epochs=config.epochs,
-            # The batches shuffle themselves; Keras would shuffle their order with its own RNG.
-            shuffle=False,
-            validation_data=validation,
-            callbacks=callbacks,
-            # A progress bar on a terminal, else (or with --quiet) one line per epoch.
-            verbose=1 if sys.stdout.isatty() and not config.quiet else 2,
-        )
+    fit(config, batches, validation, stats, out)
     history = read_metrics(out / METRICS) if (out / METRICS).is_file() else []
     if history:
         plot_curves(
@@ -573,24 +739,38 @@ def train(config: Config, splits: training.FolderSplits | None = None) -> list[d
 # -- benchmark ----------------------------------------------------------------------------
 
 
-def benchmark(
-    config: Config, warmup: int = 3, splits: training.FolderSplits | None = None
-) -> BenchmarkResult:
-    """Time ``train_on_batch`` on one batch: the first call (tracing) separately, then
-    ``warmup - 1`` untimed ones, then ``config.benchmark_steps`` timed ones."""
+def benchmark_step(
+    config: Config, splits: training.FolderSplits | None = None
+) -> Callable[[], float]:
+    """A function that runs one training step on one batch (always the same) and returns its
+    wall time in seconds: ``train_on_batch``, which runs the step function that ``fit`` runs
+    (the same ``jit_compile``, one step per execution)."""
     batches, _, stats = make_batches(config, splits)
     images, targets, *weights = batches[0]
     weights = weights[0] if weights else None
     with distribution_scope(config):
         model = make_model(config, stats)
+    # Under --device cpu the steps stay on the CPU with the variables, also beside a GPU.
+    on_cpu = config.device == "cpu" and keras.backend.backend() != "torch"
 
-        def timed_step() -> float:
-            started = time.perf_counter()
+    def timed_step() -> float:
+        started = time.perf_counter()
+        with keras.device("cpu:0") if on_cpu else contextlib.nullcontext():
             # Returning the loss as a Python float waits for the step to finish.
             float(model.train_on_batch(images, targets, sample_weight=weights))
-            return time.perf_counter() - started
+        return time.perf_counter() - started
 
-        return training.time_steps(timed_step, config.benchmark_steps, config.batch_size, warmup)
+    return timed_step
+
+
+def benchmark(
+    config: Config, warmup: int = 3, splits: training.FolderSplits | None = None
+) -> BenchmarkResult:
+    """Time training steps (:func:`benchmark_step`): the first (tracing, compilation)
+    separately, then ``warmup - 1`` untimed ones, then ``config.benchmark_steps`` timed ones."""
+    return training.time_steps(
+        benchmark_step(config, splits), config.benchmark_steps, config.batch_size, warmup
+    )
 
 
 # -- entry point --------------------------------------------------------------------------
@@ -605,6 +785,8 @@ def main(argv: list[str] | None = None) -> list[dict] | BenchmarkResult:
             splits = training.folder_splits(config)
         except DataError as error:
             training.exit_with_data_error("python -m companion.keras.train", error)
+    if config.strategy == "multi-worker":
+        multi_worker_strategy(config.device)
     keras.utils.clear_session()
     keras.utils.set_random_seed(config.seed)
     with precision_policy(config.amp):
@@ -621,4 +803,11 @@ def main(argv: list[str] | None = None) -> list[dict] | BenchmarkResult:
 
 
 if __name__ == "__main__":
+    if keras.backend.backend() == "tensorflow" and "TF_ENABLE_ONEDNN_OPTS" not in os.environ:
+        # oneDNN's convolutions, backward passes above all, train the U-Net faster on a CPU
+        # than TensorFlow's own kernels, but TensorFlow leaves them off on a CPU without
+        # AVX-512 and reads the variable only as it loads, which `python -m` has done
+        # already (with the companion.keras package): start again with the variable set.
+        os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1"
+        os.execv(sys.executable, [sys.executable, "-m", "companion.keras.train", *sys.argv[1:]])
     main()

@@ -8,6 +8,10 @@ the subprocesses inherit the backend (run_module's variables, in tests/keras/con
 import csv
 import dataclasses
 import json
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -115,6 +119,60 @@ def test_bad_flags_are_clear_errors(capsys, argv, message):
     assert message in parse_error(capsys, train.parse_config, argv)
 
 
+def test_multi_worker_needs_tensorflow_and_tf_config(capsys, monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    message = parse_error(capsys, train.parse_config, ["--strategy", "multi-worker"])
+    if keras.backend.backend() == "tensorflow":
+        assert "--strategy multi-worker: TF_CONFIG is not set" in message
+    else:
+        assert "needs KERAS_BACKEND=tensorflow, not torch" in message
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's strategy")
+@pytest.mark.parametrize(
+    ("tf_config", "argv", "message"),
+    [
+        ("{not json", [], "TF_CONFIG must be JSON with a cluster and a task"),
+        ('{"cluster": {"worker": ["a:1"]}}', [], "TF_CONFIG must be JSON with a cluster"),
+        (
+            json.dumps(
+                {"cluster": {"worker": ["a:1"] * 3}, "task": {"type": "worker", "index": 2}}
+            ),
+            ["--batch-size", "8"],
+            "--batch-size 8 (the global batch) must be a multiple of the 3 workers of TF_CONFIG",
+        ),
+        (
+            '{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}',
+            ["--benchmark"],
+            "--benchmark times one process",
+        ),
+        (
+            '{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 0}}',
+            ["--data", "."],
+            "--strategy multi-worker trains on the synthetic data only",
+        ),
+    ],
+)
+def test_bad_multi_worker_setups_are_clear_errors(capsys, monkeypatch, tf_config, argv, message):
+    monkeypatch.setenv("TF_CONFIG", tf_config)
+    argv = ["--strategy", "multi-worker", *argv]
+    assert message in parse_error(capsys, train.parse_config, argv)
+
+
+@pytest.mark.parametrize(
+    ("cluster", "task", "chief"),
+    [
+        ({"worker": ["a:1", "b:1"]}, {"type": "worker", "index": 0}, True),
+        ({"worker": ["a:1", "b:1"]}, {"type": "worker", "index": 1}, False),
+        ({"chief": ["c:1"], "worker": ["a:1"]}, {"type": "worker", "index": 0}, False),
+        ({"chief": ["c:1"], "worker": ["a:1"]}, {"type": "chief", "index": 0}, True),
+    ],
+)
+def test_the_chief_is_worker_0_unless_the_cluster_names_one(monkeypatch, cluster, task, chief):
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": task}))
+    assert train.cluster_workers() == (2, chief)
+
+
 def test_resume_needs_a_backup(capsys, tmp_path):
     message = parse_error(capsys, train.parse_config, ["--resume", "--out", str(tmp_path)])
     assert f"--resume, but there is no backup at {tmp_path / 'backup'}" in message
@@ -181,6 +239,79 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
     assert [
         row["epoch"] for row in train.main([*TINY, "--epochs", "1", "--out", str(resumed)])
     ] == [1]
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports of the loopback interface that nothing listens on now."""
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+def run_two_workers(argv: list[str], out: Path, subprocess_env: dict) -> None:
+    """``python -m companion.keras.train ARGV --strategy multi-worker --out OUT`` as two local
+    workers, TF_CONFIG on 127.0.0.1, temporary files in OUT.tmp; fails the test unless both
+    exit cleanly."""
+    scratch = out.with_name(f"{out.name}.tmp")
+    scratch.mkdir(exist_ok=True)
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
+    processes, logs = [], []
+    for index in range(2):
+        task = {"type": "worker", "index": index}
+        logs.append(out.with_name(f"{out.name}.worker{index}.log"))
+        with open(logs[-1], "w") as log:
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "companion.keras.train", *argv]
+                    + ["--strategy", "multi-worker", "--out", str(out)],
+                    cwd=Path(__file__).resolve().parents[2],
+                    env={
+                        **os.environ,
+                        **subprocess_env,
+                        "TF_CONFIG": json.dumps({"cluster": cluster, "task": task}),
+                        "TMPDIR": str(scratch),
+                    },
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+    try:
+        for process, log in zip(processes, logs, strict=True):
+            assert process.wait(timeout=240) == 0, log.read_text()[-3000:]
+    finally:
+        for process in processes:
+            process.kill()
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's strategy")
+def test_two_workers_train_as_one_and_resume(tmp_path, subprocess_env):
+    # One process, and two workers that split each global batch of 8: the same steps. The
+    # two-worker run stops after epoch 1 and resumes to epoch 2 from the chief's backup.
+    one, two = tmp_path / "one", tmp_path / "two"
+    history = train.main([*TINY, "--epochs", "2", "--out", str(one)])
+    run_two_workers([*TINY, "--epochs", "1"], two, subprocess_env)
+    assert train.read_metrics(two / train.METRICS)[0] == pytest.approx(history[0], rel=1e-5)
+    run_two_workers([*TINY, "--epochs", "2", "--resume"], two, subprocess_env)
+
+    expected = saved_variables(one / train.CHECKPOINT)
+    variables = saved_variables(two / train.CHECKPOINT)
+    assert expected.keys() == variables.keys()
+    for name, values in expected.items():
+        np.testing.assert_allclose(variables[name], values, rtol=0, atol=1e-5, err_msg=name)
+    resumed = train.read_metrics(two / train.METRICS)
+    assert [row["epoch"] for row in resumed] == [1, 2]
+    for row, again in zip(history, resumed, strict=True):
+        assert again == pytest.approx(row, rel=1e-5)
+    # The chief alone wrote into --out; the other worker's temporary folder is gone.
+    assert list((tmp_path / "two.tmp").iterdir()) == []
+    assert sorted(path.name for path in two.iterdir()) == [
+        "backup", "checkpoint.weights.h5", "config.json", "curves.png", "metrics.csv",
+        "threshold.json",
+    ]  # fmt: skip
 
 
 def test_resume_refuses_a_different_model(capsys, tmp_path):
